@@ -1,0 +1,64 @@
+"""One path for data: deployment → graph → (structural checks, prover) → CheckResult."""
+
+from __future__ import annotations
+
+import traceback
+
+from analyzer import loader, model
+from analyzer.checks import STRUCTURAL_CHECKS
+from analyzer.errors import Diagnostic, InputError
+from analyzer.findings import SEVERITY_RANK, CheckResult, Finding, InvariantResult
+from analyzer.graph import PermissionGraph
+from analyzer.rules import Rule
+
+
+def validate_rules_against(deployment: model.Deployment, rules: dict[str, Rule]) -> None:
+    """`never:` invariants may name only call fields, declared params and tenant attributes."""
+    problems: list[Diagnostic] = []
+    attributes = {k for t in deployment.tenants.values() for k in t.attributes}
+    operations = [op for _, op in deployment.all_operations()]
+    for rule in rules.values():
+        if rule.enabled and rule.never is not None:
+            loader.check_references(rule.never, operations, attributes, model.INVARIANT_CALL_FIELDS,
+                                    lambda loc, message, hint=None: problems.append(Diagnostic(loc, message, hint)))
+    if problems:
+        raise InputError(problems)
+
+
+def analyze(deployment: model.Deployment, rules: dict[str, Rule], graph: PermissionGraph | None = None,
+            prover=None) -> CheckResult:
+    """Run every enabled rule; a rule that raises is reported as unknown, never as a pass."""
+    validate_rules_against(deployment, rules)
+    pg = graph or PermissionGraph(deployment)
+    findings: list[Finding] = []
+    invariants: list[InvariantResult] = []
+    ran: list[str] = []
+    for rule in rules.values():
+        if not rule.enabled:
+            continue
+        ran.append(rule.id)
+        if rule.is_invariant:
+            if prover is None:
+                continue
+            result, found = prover(pg, rule)
+            invariants.append(result)
+            findings.extend(found)
+            continue
+        check = STRUCTURAL_CHECKS[rule.check]
+        try:
+            hits = list(check(pg))
+        except Exception as exc:  # fail closed: a crashing rule is undecided, not clean
+            invariants.append(InvariantResult(rule.id, "unknown", reason=f"internal error in rule {rule.id}: "
+                                              f"{type(exc).__name__}: {exc}; "
+                                              + traceback.format_exc(limit=3).splitlines()[-1]))
+            continue
+        for hit in hits:
+            severity = rule.severity if rule.severity_overridden or hit.severity is None else hit.severity
+            findings.append(Finding(rule.id, severity, hit.message, hit.subjects, hit.location, hit.path,
+                                    hit.witness))
+    findings.sort(key=Finding.sort_key)
+    invariants.sort(key=lambda r: r.id)
+    return CheckResult(deployment.paths, deployment.digest, tuple(invariants), tuple(findings), tuple(sorted(ran)))
+
+
+__all__ = ["analyze", "SEVERITY_RANK"]

@@ -1,0 +1,261 @@
+"""YAML text → plain Python values, with a source position for every node.
+
+PyYAML's libyaml composer builds the node tree (fast, C); this module turns it into
+plain dicts/lists/scalars itself so that it can (1) refuse duplicate keys, which plain
+PyYAML silently resolves as "last one wins", (2) refuse alias expansion beyond a bound
+before expanding anything (the "billion laughs"), and (3) keep ``file:line:column``
+for every mapping key and value in a side table keyed by the value's path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from analyzer.errors import Diagnostic, Loc
+
+try:  # libyaml when available (the normal case); the pure-Python loader otherwise
+    _Loader = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - depends on the PyYAML build
+    _Loader = yaml.SafeLoader
+
+#: Largest file accepted, in bytes (a deployment of 100,000 agents is well below).
+MAX_FILE_BYTES = 256 * 1024 * 1024
+#: Alias expansion bound: expanded nodes may exceed the document's own nodes by this many.
+MAX_ALIAS_EXPANSION = 100_000
+
+Path = tuple  # a value's path from the document root: ("tools", "crm", "operations")
+
+
+@dataclass
+class Document:
+    """One parsed file: its data and the position of every key and value by path."""
+
+    file: str
+    data: Any
+    key_locs: dict[Path, Loc]  # where the key naming the value at this path is
+    value_locs: dict[Path, Loc]  # where the value at this path starts
+
+    def loc(self, path: Path) -> Loc:
+        """The best position for a path: its key, else its value, else the nearest parent's."""
+        path = tuple(path)
+        while True:
+            if path in self.key_locs:
+                return self.key_locs[path]
+            if path in self.value_locs:
+                return self.value_locs[path]
+            if not path:
+                return Loc(self.file, 1, 1)
+            path = path[:-1]
+
+    def value_loc(self, path: Path) -> Loc:
+        path = tuple(path)
+        return self.value_locs.get(path) or self.loc(path)
+
+
+class YamlError(Exception):
+    """The file could not be read as YAML; carries diagnostics with positions."""
+
+    def __init__(self, diagnostics: list[Diagnostic]):
+        super().__init__("; ".join(d.render() for d in diagnostics))
+        self.diagnostics = diagnostics
+
+
+_constructor = yaml.constructor.SafeConstructor()
+_STR = "tag:yaml.org,2002:str"
+_SCALAR_BUILDERS = {
+    "tag:yaml.org,2002:null": _constructor.construct_yaml_null,
+    "tag:yaml.org,2002:bool": _constructor.construct_yaml_bool,
+    "tag:yaml.org,2002:int": _constructor.construct_yaml_int,
+    "tag:yaml.org,2002:float": _constructor.construct_yaml_float,
+    _STR: None,
+    # dates are kept as their text: the format has no date values and a reviewer reads text
+    "tag:yaml.org,2002:timestamp": None,
+}
+
+
+def _mark_loc(file: str, mark) -> Loc:
+    return Loc(file, mark.line + 1, mark.column + 1)
+
+
+def decode_text(file: str, raw: bytes) -> str:
+    """UTF-8 text of a file, or a YamlError naming the line and column of the first bad byte."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = raw[: exc.start]
+        line = before.count(b"\n") + 1
+        column = exc.start - (before.rfind(b"\n") + 1) + 1
+        raise YamlError([Diagnostic(Loc(file, line, column),
+                                    f"file is not valid UTF-8 text (byte 0x{raw[exc.start]:02x})",
+                                    "save the file as UTF-8")]) from None
+    return text.removeprefix("\ufeff")
+
+
+def read_yaml_file(file: str, display: str | None = None) -> Document:
+    """Read and parse one file; ``display`` is the name used in positions."""
+    name = display or file
+    try:
+        with open(file, "rb") as handle:
+            raw = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise YamlError([Diagnostic(Loc(name, 0, 0), f"cannot read file: {exc.strerror or exc}")]) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise YamlError([Diagnostic(Loc(name, 0, 0),
+                                    f"file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")])
+    return parse_yaml(name, decode_text(name, raw))
+
+
+def parse_yaml(file: str, text: str) -> Document:
+    """Parse YAML text of one document into a :class:`Document`."""
+    loader = _Loader(text)
+    try:
+        root = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        loc = _mark_loc(file, mark) if mark else Loc(file, 1, 1)
+        message = exc.problem or str(exc)
+        if exc.context:
+            message = f"{exc.context}: {message}"
+        raise YamlError([Diagnostic(loc, f"YAML syntax error: {message}")]) from None
+    except yaml.YAMLError as exc:
+        raise YamlError([Diagnostic(Loc(file, 1, 1), f"YAML error: {exc}")]) from None
+    finally:
+        loader.dispose()
+    if root is None:
+        return Document(file, None, {}, {})
+    _check_expansion(file, root)
+    builder = _Builder(file)
+    data = builder.build(root, ())
+    if builder.errors:
+        raise YamlError(builder.errors)
+    return Document(file, data, builder.key_locs, builder.value_locs)
+
+
+def _check_expansion(file: str, root) -> None:
+    """Refuse documents whose aliases expand far beyond their own size, or refer to themselves.
+
+    Expanded size is computed over the node DAG with memoisation, so this costs time linear
+    in the number of distinct nodes whatever the expansion would be.
+    """
+    distinct: set[int] = set()
+    expanded: dict[int, int] = {}
+    on_stack: set[int] = set()
+    limit = None
+
+    # iterative post-order to survive deep documents without recursion limits
+    stack = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            on_stack.discard(key)
+            total = 1
+            for child in _children(node):
+                total += expanded[id(child)]
+            expanded[key] = total
+            continue
+        if key in expanded:
+            continue
+        if key in on_stack:
+            raise YamlError([Diagnostic(_mark_loc(file, node.start_mark),
+                                        "recursive YAML alias: a node refers to itself")])
+        distinct.add(key)
+        on_stack.add(key)
+        stack.append((node, True))
+        for child in _children(node):
+            if id(child) in on_stack:
+                raise YamlError([Diagnostic(_mark_loc(file, child.start_mark),
+                                            "recursive YAML alias: a node refers to itself")])
+            if id(child) not in expanded:
+                stack.append((child, False))
+    limit = len(distinct) + MAX_ALIAS_EXPANSION
+    if expanded[id(root)] > limit:
+        raise YamlError([Diagnostic(_mark_loc(file, root.start_mark),
+                                    f"YAML aliases expand to {expanded[id(root)]:,} nodes from "
+                                    f"{len(distinct):,} written (limit {limit:,}): refusing an alias bomb",
+                                    "write the values out, or use fewer nested aliases")])
+
+
+def _children(node):
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            yield key
+            yield value
+    elif isinstance(node, yaml.SequenceNode):
+        yield from node.value
+
+
+class _Builder:
+    def __init__(self, file: str):
+        self.file = file
+        self.errors: list[Diagnostic] = []
+        self.key_locs: dict[Path, Loc] = {}
+        self.value_locs: dict[Path, Loc] = {}
+
+    def loc(self, node) -> Loc:
+        return _mark_loc(self.file, node.start_mark)
+
+    def build(self, node, path: Path):
+        self.value_locs.setdefault(path, self.loc(node))
+        if isinstance(node, yaml.ScalarNode):
+            return self.scalar(node)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, path + (index,)) for index, item in enumerate(node.value)]
+        if isinstance(node, yaml.MappingNode):
+            return self.mapping(node, path)
+        self.errors.append(Diagnostic(self.loc(node), "unsupported YAML node"))  # pragma: no cover
+        return None
+
+    def scalar(self, node):
+        if node.tag not in _SCALAR_BUILDERS:
+            self.errors.append(Diagnostic(self.loc(node), f"unsupported YAML tag {node.tag}",
+                                          "remove the explicit tag"))
+            return node.value
+        builder = _SCALAR_BUILDERS[node.tag]
+        if builder is None:
+            return node.value
+        try:
+            return builder(node)
+        except (ValueError, yaml.YAMLError) as exc:
+            self.errors.append(Diagnostic(self.loc(node), f"bad scalar {node.value!r}: {exc}"))
+            return node.value
+
+    def mapping(self, node, path: Path) -> dict:
+        result: dict = {}
+        seen: dict = {}
+        merged: dict = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                merged.update(self.merge_source(value_node, path))
+                continue
+            if not isinstance(key_node, yaml.ScalarNode):
+                self.errors.append(Diagnostic(self.loc(key_node), "mapping keys must be plain scalars"))
+                continue
+            # keys are ids and field names: keep their text (`on`, `007` and `1e3` stay as written)
+            key = key_node.value
+            if key in seen:
+                first = seen[key]
+                self.errors.append(Diagnostic(self.loc(key_node),
+                                              f"duplicate key {key!r} (first defined at line {first.line})",
+                                              "YAML keeps only one of them; remove or rename the other"))
+                continue
+            seen[key] = self.loc(key_node)
+            child = path + (key,)
+            self.key_locs[child] = seen[key]
+            result[key] = self.build(value_node, child)
+        for key, value in merged.items():  # `<<` merges: explicit keys win, as YAML says
+            result.setdefault(key, value)
+        return result
+
+    def merge_source(self, node, path: Path) -> dict:
+        sources = node.value if isinstance(node, yaml.SequenceNode) else [node]
+        merged: dict = {}
+        for source in reversed(sources):  # earlier sources take precedence
+            if not isinstance(source, yaml.MappingNode):
+                self.errors.append(Diagnostic(self.loc(source), "a YAML merge (<<) needs a mapping"))
+                continue
+            merged.update(self.mapping(source, path))
+        return merged
