@@ -39,7 +39,9 @@ def analyze(deployment: model.Deployment, rules: dict[str, Rule], graph: Permiss
         ran.append(rule.id)
         if rule.is_invariant:
             if prover is None:
-                continue
+                from analyzer.prover import Prover  # the solver loads only when an invariant runs
+
+                prover = Prover(pg)
             result, found = prover(pg, rule)
             invariants.append(result)
             findings.extend(found)

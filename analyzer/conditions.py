@@ -63,6 +63,10 @@ Functions (anything else is rejected by `parse_cel`)
     propagates); map(v, e) is the list of e; filter(v, p) keeps the elements where p is
     true. The predicate must be bool.
 
+Positions
+    Every node's `pos` is where its text starts (a binary operation: its left operand; a
+    method call: its target). Errors point at the offending token where there is one.
+
 Rejected at parse, with the construct named: unsigned and bytes literals, message
 construction (`T{f: v}`), leading-dot names, unknown variables (anything but `call`,
 `params`, `fields`, `tenant` and comprehension variables), every function and method not
@@ -86,9 +90,31 @@ import lark.exceptions
 import re2
 
 __all__ = [
-    "CelSyntaxError", "CelEvalError", "Expr", "Lit", "Ident", "Select", "Index", "ListExpr", "MapExpr",
-    "Unary", "Binary", "Cond", "Has", "Call", "Comprehension", "parse_cel", "references", "compile_cel",
-    "evaluate", "unparse", "VARIABLES", "GLOBAL_FUNCTIONS", "METHODS", "MACROS", "MAX_DEPTH",
+    "GLOBAL_FUNCTIONS",
+    "MACROS",
+    "MAX_DEPTH",
+    "METHODS",
+    "VARIABLES",
+    "Binary",
+    "Call",
+    "CelEvalError",
+    "CelSyntaxError",
+    "Comprehension",
+    "Cond",
+    "Expr",
+    "Has",
+    "Ident",
+    "Index",
+    "ListExpr",
+    "Lit",
+    "MapExpr",
+    "Select",
+    "Unary",
+    "compile_cel",
+    "evaluate",
+    "parse_cel",
+    "references",
+    "unparse",
 ]
 
 VARIABLES = frozenset({"call", "params", "fields", "tenant"})
@@ -109,7 +135,6 @@ _UNSUPPORTED_HINTS = {
     "double": "double() conversion is not supported",
     "uint": "unsigned integers are not supported",
     "bytes": "bytes are not supported",
-    "matches": "use the method form: s.matches(pattern)",
 }
 
 
@@ -247,7 +272,7 @@ def _keep_position(token: lark.Token) -> lark.Token:
 # boolean literals keep their line and column (see _keep_position).
 _LARK = lark.Lark(
     (Path(celpy.celparser.__file__).parent / "cel.lark").read_text(),
-    parser="lalr", start="expr", g_regex_flags=re.M, lexer_callbacks={"IDENT": _keep_position},
+    parser="lalr", start="expr", g_regex_flags=re.MULTILINE, lexer_callbacks={"IDENT": _keep_position},
     propagate_positions=True, maybe_placeholders=False, priority="invert",
 )
 
@@ -263,7 +288,7 @@ _ARITH_OPS = {"addition_add": "+", "addition_sub": "-", "multiplication_mul": "*
               "multiplication_mod": "%"}
 _STRING_PIECE = re.compile(
     r"""\\(?:([abfnrtv"'\\?`])|x([0-9a-fA-F]{2})|u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8})|([0-3][0-7]{2}))"""
-    r"|\\|[^\\]+", re.S)
+    r"|\\|[^\\]+", re.DOTALL)
 _SIMPLE_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v",
                    '"': '"', "'": "'", "\\": "\\", "?": "?", "`": "`"}
 
@@ -456,7 +481,7 @@ def _literal(token: lark.Token):
     if kind == "INT_LIT":
         negative = text.startswith("-")
         digits = text[1:] if negative else text
-        value = int(digits[2:], 16) if digits[:2].lower() == "0x" else int(digits, 10)
+        value = int(digits, 16) if digits[:2].lower() == "0x" else int(digits, 10)
         return -value if negative else value
     if kind == "FLOAT_LIT":
         value = float(text)
@@ -813,7 +838,7 @@ def _fdiv(a: float, b: float) -> float:
     try:
         return a / b
     except ZeroDivisionError:
-        if a == 0 or a != a:
+        if a == 0 or math.isnan(a):
             return math.nan
         return math.copysign(math.inf, a) * math.copysign(1.0, b)
 

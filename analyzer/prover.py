@@ -1,0 +1,494 @@
+"""Invariants over every allowed call (FORMAT §4, §6): PROVED, VIOLATED with witnesses, or UNKNOWN.
+
+The structure (workflows, delegation chains, grants naming an operation, unconditional
+denies, credential reach) is enumerated from the model without a solver. What is left
+for each case (workflow, chain, tool, operation, target tenant, approving gate) are the
+conditions: the grants' and denies' `when`, `high_risk_when`, the invariant's own CEL, over
+the call's params and fields. Only those go to Z3 (analyzer.smt), and cases that share a
+shape share one solver call. Every witness is replayed through the concrete decision
+function before it is reported; one that does not replay is an internal error.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from analyzer import conditions, model, reach, risk, smt
+from analyzer.decide import Call, Decider
+from analyzer.findings import Finding, InvariantResult
+from analyzer.graph import PermissionGraph, Step, node, permission_node
+from analyzer.rules import Rule
+
+CROSS_TENANT = "no-cross-tenant-reach"
+UNGATED = "no-ungated-high-risk"
+
+
+class ReplayError(Exception):
+    """A solver witness the concrete decision function does not confirm: a bug in agentperm."""
+
+
+@dataclass(frozen=True)
+class Case:
+    """A structural way to call an operation: everything but params, fields and the gate is fixed."""
+
+    workflow: model.Workflow
+    chain: tuple[str, ...]
+    tool: model.Tool
+    operation: model.Operation
+    tenant: str
+    grants: tuple[model.Permission, ...]
+    denies: tuple[model.Permission, ...]  # conditional ones only (unconditional ones removed the case)
+
+    @property
+    def agent(self) -> str:
+        return self.chain[-1]
+
+
+@dataclass
+class Question:
+    """One satisfiability question about a case with a given gate."""
+
+    case: Case
+    gate: str | None
+    goal: str  # cross-tenant | ungated | never
+    never: model.Condition | None = None
+
+
+@dataclass
+class Encoding:
+    """allowed(c) as constraints over a case's params and fields, and the pieces of risk(c)."""
+
+    allowed: list
+    variables: dict  # param name → (z3 term, sort)
+    flags: dict  # field name → z3 bool (the field is in F)
+    declared: str
+    high: Any  # z3 term: high_risk_when holds or errs; None when it cannot raise the risk
+    call: dict
+    params: dict
+    tenant: dict
+
+    def risk_term(self):
+        if self.high is None:
+            return smt.string_term(self.declared)
+        return smt.ite(self.high, smt.string_term("high"), smt.string_term(self.declared))
+
+
+@dataclass
+class Answer:
+    status: str  # sat | unsat | unknown
+    params: dict[str, Any] = field(default_factory=dict)
+    fields: tuple[str, ...] = ()
+    reason: str | None = None
+    region: str | None = None
+
+
+def cases(deployment: model.Deployment) -> Iterator[Case]:
+    """Every structural case, in a stable order (workflow, agent, tool, operation, tenant)."""
+    for wf_id in sorted(deployment.workflows):
+        wf = deployment.workflows[wf_id]
+        for agent_id, chain in sorted(reach.chains(deployment, wf).items()):
+            agent = deployment.agents[agent_id]
+            by_operation: dict[tuple[str, str], list[model.Permission]] = {}
+            for role_id in agent.roles:
+                for grant in deployment.roles[role_id].grants:
+                    for tool, op in deployment.operations_of(grant):
+                        if wf.uses(tool.id):
+                            by_operation.setdefault((tool.id, op.id), []).append(grant)
+            for (tool_id, op_id), grants in sorted(by_operation.items()):
+                tool = deployment.tools[tool_id]
+                denies = list(reach.denies_for(deployment, agent, wf.tenant, tool_id, op_id))
+                if any(d.when is None for d in denies):
+                    continue
+                tenants: set[str] = set()
+                for cred_id in agent.credentials:
+                    cred = deployment.credentials[cred_id]
+                    if cred.covers(tool_id):
+                        tenants |= reach.reach_of(deployment, cred, tool, wf)
+                for tenant in sorted(tenants):
+                    yield Case(wf, chain, tool, tool.operations[op_id], tenant, tuple(grants), tuple(denies))
+
+
+class Prover:
+    """Proves invariants over one deployment; build once, call :meth:`prove` per rule."""
+
+    def __init__(self, pg: PermissionGraph, timeout_ms: int = 10_000, decider: Decider | None = None):
+        self.pg = pg
+        self.d = pg.deployment
+        self.decider = decider or Decider(self.d)
+        self.timeout_ms = timeout_ms
+        self._cases: list[Case] | None = None
+        self._refs: dict[int, frozenset] = {}
+        self._cache: dict[tuple, Answer] = {}
+
+    @property
+    def all_cases(self) -> list[Case]:
+        if self._cases is None:
+            self._cases = list(cases(self.d))
+        return self._cases
+
+    # ---- the rule interface (analysis.analyze calls this) ------------------------------------
+    def __call__(self, pg: PermissionGraph, rule: Rule) -> tuple[InvariantResult, list[Finding]]:
+        return self.prove(rule)
+
+    def prove(self, rule: Rule) -> tuple[InvariantResult, list[Finding]]:
+        try:
+            return self._prove(rule)
+        except ReplayError as exc:
+            return InvariantResult(rule.id, "unknown", reason=f"internal error: {exc}"), []
+        except smt.Unsupported as exc:
+            return InvariantResult(rule.id, "unknown", reason=exc.reason), []
+        except Exception as exc:  # fail closed: never a pass
+            return InvariantResult(rule.id, "unknown",
+                                   reason=f"internal error in the prover: {type(exc).__name__}: {exc}"), []
+
+    def _prove(self, rule: Rule):
+        if rule.never is not None:
+            goal = "never"
+        elif rule.check == CROSS_TENANT:
+            goal = "cross-tenant"
+        elif rule.check == UNGATED:
+            goal = "ungated"
+        else:  # pragma: no cover - rules.py only routes invariants here
+            raise ValueError(f"{rule.id} is not an invariant")
+        if goal == "ungated" and self.d.policy.require_approval == "none":
+            return InvariantResult(rule.id, "proved", reason="policy.require_approval is none: no call needs "
+                                                             "approval (see approval-disabled)"), []
+        witnesses: dict[tuple, dict] = {}
+        unknowns: list[str] = []
+        for case in self.all_cases:
+            if goal == "cross-tenant" and case.tenant == case.workflow.tenant:
+                continue
+            key = (case.agent, case.tool.id, case.operation.id, case.tenant)
+            if key in witnesses:
+                continue
+            for gate in self._gates(case, goal, rule.never):
+                question = Question(case, gate, goal, rule.never)
+                answer = self.ask(question)
+                if answer.status == "unknown":
+                    unknowns.append(f"{case.workflow.id}/{case.agent}/{case.operation.qualified}/{case.tenant}: "
+                                    f"{answer.reason}")
+                    continue
+                if answer.status == "sat":
+                    witnesses[key] = self.witness(question, answer)
+                    break
+        ordered = [witnesses[k] for k in sorted(witnesses)]
+        findings = [self.finding(rule, w) for w in ordered]
+        if ordered:
+            reason = f"{len(ordered)} witness class(es)"
+            if unknowns:
+                reason += f"; also undecided: {unknowns[0]}" + (f" (+{len(unknowns) - 1} more)" if len(unknowns) > 1
+                                                                  else "")
+            return InvariantResult(rule.id, "violated", tuple(w for w in ordered), reason), findings
+        if unknowns:
+            more = f" (+{len(unknowns) - 1} more)" if len(unknowns) > 1 else ""
+            return InvariantResult(rule.id, "unknown", reason=unknowns[0] + more), []
+        return InvariantResult(rule.id, "proved"), []
+
+    def _gates(self, case: Case, goal: str, never: model.Condition | None) -> list[str | None]:
+        """The approvals worth trying: a grant only distinguishes none, its own gate, and others."""
+        gates: list[str | None] = [None]
+        mentions_gate = any(("call", "gate") in self.refs(c) for c in self.case_conditions(case, never))
+        if goal == "ungated":
+            unreal = sorted(g for g in self.d.gates if not self.d.is_real_gate(g))
+            if mentions_gate:
+                return gates + unreal
+            return gates + sorted({g.approval for g in case.grants if g.approval in unreal})
+        if mentions_gate:
+            return gates + sorted(self.d.gates)
+        return gates + sorted({g.approval for g in case.grants if g.approval})
+
+    def case_conditions(self, case: Case, never: model.Condition | None = None) -> list[model.Condition]:
+        found = [g.when for g in case.grants if g.when] + [d.when for d in case.denies if d.when]
+        if case.operation.high_risk_when:
+            found.append(case.operation.high_risk_when)
+        if never is not None:
+            found.append(never)
+        return found
+
+    def refs(self, cond: model.Condition) -> frozenset:
+        key = id(cond)
+        if key not in self._refs:
+            self._refs[key] = conditions.references(cond.expr)
+        return self._refs[key]
+
+    # ---- one question -------------------------------------------------------------------------
+    def call_constants(self, case: Case, gate: str | None) -> dict:
+        return {"agent": case.agent, "tool": case.tool.id, "operation": case.operation.id,
+                "effect": case.operation.effect, "workflow": case.workflow.id, "tenant": case.tenant,
+                "home": case.workflow.tenant, "gate": gate, "delegated": len(case.chain) > 1}
+
+    def shape_key(self, question: Question, usable: tuple[model.Permission, ...]) -> tuple:
+        """Cases that agree on everything their conditions can see share one solver answer."""
+        case = question.case
+        call = self.call_constants(case, question.gate)
+        tenant = self.d.tenants[case.tenant]
+        seen = []
+        for cond in self.case_conditions(case, question.never):
+            for root, name in sorted(self.refs(cond), key=lambda r: (r[0], r[1] or "")):
+                if root == "call" and name is not None:
+                    seen.append(("call", name, call.get(name)))
+                elif root == "call" or root == "tenant" and name is None:
+                    seen.append((root, None, case.tenant, case.agent, case.workflow.id, question.gate))
+                elif root == "tenant":
+                    seen.append(("tenant", name, case.tenant if name == "id" else
+                                 _hashable(tenant.attributes.get(name, _MISSING))))
+        declared = risk.declared_risk(case.operation, self.d.policy)
+        return (question.goal, id(question.never), case.tool.id, case.operation.id, case.tool.enforced_by,
+                tuple(id(g) for g in usable), tuple(id(d) for d in case.denies), declared,
+                case.tenant == case.workflow.tenant, tuple(seen))
+
+    def ask(self, question: Question) -> Answer:
+        case = question.case
+        usable = tuple(g for g in case.grants if g.approval is None or g.approval == question.gate)
+        if not usable:
+            return Answer("unsat")
+        key = self.shape_key(question, usable)
+        cached = self._cache.get(key)
+        if cached is None:
+            cached = self._solve(question, usable)
+            self._cache[key] = cached
+        return cached
+
+    def encode(self, case: Case, gate: str | None, usable: tuple[model.Permission, ...]) -> "Encoding":
+        """allowed(c) and risk(c) for a case and gate, over Z3 variables for its params and fields."""
+        op = case.operation
+        params = {}
+        variables = {}
+        domains = []
+        for name, kind in sorted(op.params.items()):
+            if kind.kind == "int":
+                term = smt.int_var(f"p.{name}")
+                params[name] = smt.V("int", term)
+            elif kind.kind == "bool":
+                term = smt.bool_var(f"p.{name}")
+                params[name] = smt.V("bool", term)
+            else:
+                term = smt.string_var(f"p.{name}")
+                params[name] = smt.V("string", term)
+                if kind.kind == "enum":
+                    domains.append(smt.enum_domain(term, kind.values))
+            variables[name] = (term, "string" if kind.kind == "enum" else kind.kind)
+        flags = {name: smt.bool_var(f"f.{name}") for name in op.fields}
+        tenant = {**self.d.tenants[case.tenant].attributes, "id": case.tenant}
+        call = self.call_constants(case, gate)
+        env = smt.Env(call, params, flags, tenant)
+        grant_terms = []
+        for grant in usable:
+            parts = []
+            if grant.fields is not None and case.tool.enforced_by != "prompt":
+                parts.extend(smt.negation(flags[f]) for f in op.fields if f not in grant.fields)
+            if grant.when is not None:
+                parts.append(smt.holds(smt.translate(grant.when.expr, env)))
+            grant_terms.append(smt.conjunction(*parts))
+        allowed = list(domains)
+        allowed.append(smt.disjunction(grant_terms))
+        for deny in case.denies:
+            allowed.append(smt.negation(smt.holds_or_errors(smt.translate(deny.when.expr, env))))
+        declared = risk.declared_risk(op, self.d.policy)
+        high = None
+        if op.high_risk_when is not None and declared != "high":
+            high = smt.holds_or_errors(smt.translate(op.high_risk_when.expr, env))
+        return Encoding(allowed, variables, flags, declared, high, call, params, tenant)
+
+    def _solve(self, question: Question, usable: tuple[model.Permission, ...]) -> Answer:
+        case = question.case
+        op = case.operation
+        policy = self.d.policy
+        declared = risk.declared_risk(op, policy)
+        conditional = any(g.when for g in usable) or bool(case.denies) or question.never is not None or (
+            question.goal == "ungated" and op.high_risk_when is not None and declared != "high")
+        if not conditional:
+            if question.goal == "ungated" and not risk.needs_approval(declared, policy):
+                return Answer("unsat")
+            return Answer("sat", params=_default_params(op), fields=())
+        enc = self.encode(case, question.gate, usable)
+        constraints = list(enc.allowed)
+        if question.goal == "ungated":
+            if risk.needs_approval(declared, policy):
+                pass
+            elif enc.high is not None and risk.needs_approval("high", policy):
+                constraints.append(enc.high)
+            else:
+                return Answer("unsat")
+        elif question.goal == "never":
+            env_risk = smt.Env(enc.call, enc.params, enc.flags, enc.tenant,
+                               extra_call={"risk": smt.V("string", enc.risk_term())})
+            constraints.append(smt.holds(smt.translate(question.never.expr, env_risk)))
+        solved = smt.solve(constraints, self.timeout_ms)
+        if solved.status != "sat":
+            return Answer(solved.status, reason=solved.reason)
+        values = {name: smt.value_of(solved.model, term, sort) for name, (term, sort) in enc.variables.items()}
+        chosen = tuple(sorted(f for f, flag in enc.flags.items() if smt.value_of(solved.model, flag, "bool")))
+        return Answer("sat", params=values, fields=chosen, region=_region(constraints, enc.variables, values))
+
+    def symbolic_decision(self, call: Call) -> tuple[bool, str | None]:
+        """What the Z3 encoding says of one concrete call: (allowed, risk). For differential tests."""
+        wf = self.d.workflows.get(call.workflow)
+        if wf is None or not call.chain or reach.chains(self.d, wf).get(call.chain[-1]) is None:
+            return False, None
+        if call.gate is not None and call.gate not in self.d.gates:
+            return False, None
+        matching = [c for c in self.all_cases if c.workflow.id == wf.id and c.agent == call.chain[-1]
+                    and c.tool.id == call.tool and c.operation.id == call.operation and c.tenant == call.tenant]
+        if not matching or not self._valid_chain(wf, call.chain):
+            return False, None
+        case = matching[0]
+        case = Case(case.workflow, tuple(call.chain), case.tool, case.operation, case.tenant, case.grants,
+                    case.denies)
+        op = case.operation
+        if set(call.fields) - set(op.fields) or len(set(call.fields)) != len(call.fields):
+            return False, None
+        params = call.params or {}
+        if set(params) != set(op.params) or not all(op.params[k].accepts(v) for k, v in params.items()):
+            return False, None
+        usable = tuple(g for g in case.grants if g.approval is None or g.approval == call.gate)
+        if not usable:
+            return False, None
+        enc = self.encode(case, call.gate, usable)
+        pins = [smt.pin(term, params[name], sort) for name, (term, sort) in enc.variables.items()]
+        pins += [smt.pin(flag, name in call.fields, "bool") for name, flag in enc.flags.items()]
+        allowed = smt.solve(enc.allowed + pins, self.timeout_ms)
+        if allowed.status == "unknown":
+            raise smt.Unsupported(allowed.reason or "unknown")
+        if allowed.status != "sat":
+            return False, None
+        level = enc.declared
+        if enc.high is not None and smt.solve([enc.high] + pins, self.timeout_ms).status == "sat":
+            level = "high"
+        return True, level
+
+    def _valid_chain(self, wf: model.Workflow, chain) -> bool:
+        if chain[0] != wf.agent or len(set(chain)) != len(chain):
+            return False
+        for index, agent_id in enumerate(chain):
+            agent = self.d.agents.get(agent_id)
+            if agent is None or not agent.serves(wf.tenant):
+                return False
+            if index and agent_id not in self.d.agents[chain[index - 1]].delegates_to:
+                return False
+        return True
+
+    # ---- witnesses ----------------------------------------------------------------------------
+    def witness(self, question: Question, answer: Answer) -> dict:
+        case = question.case
+        call = Call(case.workflow.id, case.chain, case.tool.id, case.operation.id, case.tenant, answer.fields,
+                    dict(answer.params), question.gate)
+        decision = self.decider.decide(call)
+        if not decision.allow:
+            raise ReplayError(f"the solver's call {call.to_request(self.d)} is denied by the decision function: "
+                              f"{decision.reason}")
+        if question.goal == "ungated":
+            if not risk.needs_approval(decision.risk, self.d.policy) or self.d.is_real_gate(question.gate):
+                raise ReplayError(f"the solver's call {call.to_request(self.d)} does not need approval "
+                                  f"concretely (risk {decision.risk})")
+        if question.goal == "cross-tenant" and case.tenant == case.workflow.tenant:  # pragma: no cover
+            raise ReplayError("a cross-tenant witness targets the workflow's own tenant")
+        if question.goal == "never":
+            wf = case.workflow
+            env = self.decider.env(call, wf, case.operation)
+            env["call"]["risk"] = decision.risk
+            try:
+                value = conditions.evaluate(question.never.expr, env)
+            except conditions.CelEvalError as exc:
+                value = exc
+            if value is not True:
+                raise ReplayError(f"the solver's call {call.to_request(self.d)} does not satisfy "
+                                  f"{question.never.source} concretely ({value!r})")
+        path = self.path(case, decision)
+        return {
+            "call": call.to_request(self.d),
+            "path": [s.to_json() for s in path],
+            "location": decision.grant.loc.to_json(),
+            "class": {"agent": case.agent, "tool": case.tool.id, "operation": case.operation.id,
+                      "tenant": case.tenant},
+            "values": dict(answer.params),
+            "region": answer.region or "any parameters",
+            "risk": decision.risk,
+            "decision": decision.reason,
+        }
+
+    def path(self, case: Case, decision) -> list[Step]:
+        pg = self.pg
+        wf = case.workflow
+        steps = [pg.step(node("workflow", wf.id), node("agent", case.chain[0]), "runs")]
+        steps += [pg.step(node("agent", a), node("agent", b), "delegates-to") for a, b in zip(case.chain, case.chain[1:])]
+        grant = decision.grant
+        steps.append(pg.step(node("agent", case.agent), node("role", grant.owner), "has-role"))
+        steps.append(pg.step(node("role", grant.owner), permission_node(grant), "grants"))
+        steps.append(pg.step(permission_node(grant), node("operation", case.operation.qualified), "allows"))
+        cred = self.d.credentials[decision.credential]
+        steps.append(pg.step(node("agent", case.agent), node("credential", cred.id), "holds"))
+        target = node("tenant", case.tenant)
+        if pg.g.has_edge(node("credential", cred.id), target, key="reaches") and case.tool.tenancy == "per-tenant" \
+                and case.tool.enforced_by == "server":
+            steps.append(pg.step(node("credential", cred.id), target, "reaches"))
+        else:
+            steps.append(Step(node("credential", cred.id), target, "reaches",
+                              f"{reach.reach_reason(cred, case.tool)}, so {cred.id} reaches {case.tenant}",
+                              case.tool.loc))
+        return steps
+
+    def finding(self, rule: Rule, witness: dict) -> Finding:
+        call = witness["call"]
+        chain = call["chain"]
+        agent = chain[-1]
+        via = f" (delegated: {' -> '.join(chain)})" if len(chain) > 1 else ""
+        what = f"{call['tool']}.{call['operation']}"
+        home = self.d.workflows[call["workflow"]].tenant
+        if rule.check == CROSS_TENANT:
+            message = (f"{agent} can call {what} on tenant {call['tenant']} in workflow {call['workflow']} "
+                       f"of tenant {home}{via}")
+        elif rule.check == UNGATED:
+            message = (f"{agent} can call {what} ({witness['risk']} risk) without a human's approval in workflow "
+                       f"{call['workflow']}{via}; allowed for {witness['region']}")
+        else:
+            message = (f"{agent} can call {what} on tenant {call['tenant']} in workflow {call['workflow']}{via}, "
+                       f"which the invariant forbids ({rule.never.source})")
+        subjects = [f"agent:{agent}", *(f"agent:{a}" for a in chain[:-1]), f"tool:{call['tool']}",
+                    f"tenant:{call['tenant']}", f"workflow:{call['workflow']}"]
+        loc = self.d.workflows[call["workflow"]].loc
+        grant_loc = witness["location"]
+        from analyzer.errors import Loc
+
+        return Finding(rule.id, rule.severity, message, tuple(dict.fromkeys(subjects)),
+                       Loc(grant_loc["file"], grant_loc["line"], grant_loc["column"]) if grant_loc else loc,
+                       tuple(Step(s["from"], s["to"], s["kind"], s["reason"],
+                                  Loc(**s["location"]) if s["location"] else None) for s in witness["path"]),
+                       witness)
+
+
+_MISSING = object()
+
+
+def _hashable(value):
+    return value if not isinstance(value, (list, dict)) else repr(value)
+
+
+def _default_params(op: model.Operation) -> dict:
+    """Some well-typed value for every declared param (used when no condition looks at params)."""
+    values = {}
+    for name, kind in sorted(op.params.items()):
+        values[name] = {"int": 0, "bool": False, "string": "x"}.get(kind.kind) if kind.kind != "enum" else kind.values[0]
+    return values
+
+
+def _region(constraints, variables, example: dict) -> str | None:
+    """The range of each integer param over the whole violating region (`101 <= amount <= 500`);
+    other params are shown by the solver's example."""
+    parts = []
+    for name, (term, sort) in sorted(variables.items()):
+        if sort != "int":
+            parts.append(f"{name} = {json.dumps(example[name])} for example")
+            continue
+        low, high = smt.bounds(constraints, term)
+        if low is None and high is None:
+            continue
+        if low is not None and high is not None:
+            parts.append(f"{low} <= {name} <= {high}" if low != high else f"{name} == {low}")
+        elif low is not None:
+            parts.append(f"{name} >= {low}")
+        else:
+            parts.append(f"{name} <= {high}")
+    return ", ".join(parts) if parts else None
