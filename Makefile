@@ -24,8 +24,10 @@ graphviz:
 	else echo "note: Graphviz 'dot' not found; install it with 'sudo apt-get install graphviz' for SVG graphs"; fi
 
 run: setup
-	$(BIN)/agentperm check fixtures/agency --report reports/out/agency-report.html; \
-	status=$$?; echo "Report: $$(pwd)/reports/out/agency-report.html"; exit $$status
+	@mkdir -p reports/out
+	$(BIN)/agentperm check fixtures/agency --format json --output reports/out/agency-check.json
+	$(BIN)/agentperm check fixtures/agency
+	@echo "JSON result: $$(pwd)/reports/out/agency-check.json"
 
 test: setup
 	$(BIN)/python -m pytest

@@ -100,6 +100,21 @@ def explain(path, agent, tool, operation):
     click.echo(query.explain(deployment, agent, tool, operation), nl=False)
 
 
+@main.command("diff")
+@click.argument("old", type=click.Path())
+@click.argument("new", type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write to this file instead of stdout.")
+def diff_command(old, new, fmt, output):
+    """Every access NEW allows that OLD did not (exit 1 when there is any)."""
+    from analyzer import diff
+    from analyzer.render import jsonout
+
+    result = diff.diff(_load([old]), _load([new]))
+    _write(jsonout.dumps(result.to_json()) if fmt == "json" else diff.render_text(result), output)
+    sys.exit(result.exit_code())
+
+
 @main.command()
 def schema():
     """Print the JSON Schema (draft-07) of the deployment format, for editors."""

@@ -359,6 +359,30 @@ class Prover:
             level = "high"
         return True, level
 
+    def grant_region(self, wf: model.Workflow, chain: tuple[str, ...], tool: model.Tool, op: model.Operation,
+                     tenant: str, grant: model.Permission) -> tuple[str, str]:
+        """Where one grant lets the call through, after conditional denies and guardrails.
+
+        Returns (status, text): status is always, some, never or unknown; text reads like
+        "1 <= amount <= 50".
+        """
+        agent = self.d.agents[chain[-1]]
+        denies = tuple(d for d in reach.denies_for(self.d, agent, wf.tenant, tool.id, op.id) if d.when is not None)
+        if grant.when is None and not denies:
+            return "always", "any parameters"
+        case = Case(wf, chain, tool, op, tenant, (grant,), denies)
+        try:
+            enc = self.encode(case, grant.approval, (grant,))
+        except smt.Unsupported as exc:
+            return "unknown", f"undecided: {exc.reason}"
+        solved = smt.solve(enc.allowed, self.timeout_ms)
+        if solved.status == "unsat":
+            return "never", "no parameters: its conditions exclude every call"
+        if solved.status != "sat":
+            return "unknown", f"undecided: {solved.reason}"
+        example = {n: smt.value_of(solved.model, t, s) for n, (t, s) in enc.variables.items()}
+        return "some", _region(enc.allowed, enc.variables, example) or "some parameters"
+
     def _valid_chain(self, wf: model.Workflow, chain) -> bool:
         if chain[0] != wf.agent or len(set(chain)) != len(chain):
             return False

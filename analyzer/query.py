@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from analyzer import model, reach
 from analyzer.reach import Route
 
-CONDITIONS_NOTE = ("note: conditions (`when`) are shown but not evaluated here; a listed route may still be "
-                   "refused for some parameters")
+CONDITIONS_NOTE = ("conditions are evaluated with the solver: each route shows the parameters it allows "
+                   "(integer params as ranges, others by example)")
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,32 @@ def who_can(deployment: model.Deployment, tool: str, operation: str | None = Non
     return [Access(agent, tool, op, tuple(rs)) for (agent, op), rs in sorted(grouped.items())]
 
 
-def describe_route(deployment: model.Deployment, route: Route) -> list[str]:
+def route_region(prover, route: Route) -> tuple[str, str]:
+    """(status, text) of where the route's grant allows the call, on the home tenant when reachable."""
+    tenant = route.workflow.tenant if route.workflow.tenant in route.tenants else sorted(route.tenants)[0]
+    return prover.grant_region(route.workflow, route.chain, route.tool, route.operation, tenant, route.grant)
+
+
+def summarize(prover, access: "Access") -> str:
+    """One line: "billing.refund allowed when amount <= 50, or with approval from finance"."""
+    parts = []
+    for route in access.routes:
+        status, text = route_region(prover, route)
+        if status == "never":
+            continue
+        ranges = ", ".join(p for p in text.split(", ") if not p.endswith("for example")) or "some parameters"
+        part = "always" if status == "always" else f"when {ranges}"
+        if route.grant.approval:
+            part = ("with approval from " + route.grant.approval) if status == "always" else \
+                f"{part}, with approval from {route.grant.approval}"
+        if part not in parts:
+            parts.append(part)
+    if not parts:
+        return f"{access.tool}.{access.operation}: never (every route's conditions exclude every call)"
+    return f"{access.tool}.{access.operation} allowed " + ", or ".join(parts)
+
+
+def describe_route(deployment: model.Deployment, route: Route, prover=None) -> list[str]:
     """The route as indented lines: workflow, chain, role and grant, credential and reach, denies."""
     wf = route.workflow
     grant = route.grant
@@ -52,6 +77,9 @@ def describe_route(deployment: model.Deployment, route: Route) -> list[str]:
     for deny in reach.denies_for(deployment, agent, wf.tenant, route.tool.id, route.operation.id):
         if deny.when is not None:
             lines.append(f"  except when {deny.when.source} ({deny.label}, {deny.loc})")
+    if prover is not None:
+        status, text = route_region(prover, route)
+        lines.append(f"  allowed for: {text}" if status != "never" else f"  allowed for: {text}")
     return lines
 
 
@@ -64,12 +92,13 @@ def render_who_can(deployment, accesses: list[Access], tool: str, operation: str
         out.append(f"no agent can call {target}")
         return "\n".join(out) + "\n"
     agents = sorted({a.agent for a in accesses})
-    out.append(f"{len(agents)} agent(s) can call {target}:")
+    out.append(f"{len(agents)} agent(s) may call {target}:")
+    prover = _prover(deployment)
     for access in accesses:
         out.append("")
-        out.append(f"{access.agent} can call {access.tool}.{access.operation}")
+        out.append(f"{access.agent}: {summarize(prover, access)}")
         for route in access.routes:
-            out.extend("  " + line for line in describe_route(deployment, route))
+            out.extend("  " + line for line in describe_route(deployment, route, prover))
     return "\n".join(out) + "\n"
 
 
@@ -79,17 +108,31 @@ def explain(deployment: model.Deployment, agent_id: str, tool_id: str, operation
     tool = deployment.tools[tool_id]
     ops = [operation] if operation else sorted(tool.operations)
     out = [CONDITIONS_NOTE, ""]
+    prover = _prover(deployment)
     for op_id in ops:
         routes = list(reach.routes(deployment, tool_id, op_id, agent_id))
-        if routes:
-            out.append(f"{agent_id} CAN call {tool_id}.{op_id}")
+        open_routes = [r for r in routes if route_region(prover, r)[0] != "never"]
+        if open_routes:
+            access = Access(agent_id, tool_id, op_id, tuple(routes))
+            out.append(f"{agent_id} CAN call {tool_id}.{op_id}: {summarize(prover, access)}")
             for route in routes:
-                out.extend("  " + line for line in describe_route(deployment, route))
+                out.extend("  " + line for line in describe_route(deployment, route, prover))
+        elif routes:
+            out.append(f"{agent_id} CANNOT call {tool_id}.{op_id}: every route's conditions exclude every call")
+            for route in routes:
+                out.extend("  " + line for line in describe_route(deployment, route, prover))
         else:
             out.append(f"{agent_id} CANNOT call {tool_id}.{op_id}:")
             out.extend("  " + reason for reason in _why_not(deployment, agent, tool, op_id))
         out.append("")
     return "\n".join(out)
+
+
+def _prover(deployment: model.Deployment):
+    from analyzer.graph import PermissionGraph
+    from analyzer.prover import Prover
+
+    return Prover(PermissionGraph(deployment))
 
 
 def _why_not(deployment: model.Deployment, agent: model.Agent, tool: model.Tool, op_id: str) -> list[str]:
