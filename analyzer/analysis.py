@@ -49,7 +49,7 @@ def analyze(deployment: model.Deployment, rules: dict[str, Rule], graph: Permiss
         check = STRUCTURAL_CHECKS[rule.check]
         try:
             hits = list(check(pg))
-        except Exception as exc:  # fail closed: a crashing rule is undecided, not clean
+        except Exception as exc:  # noqa: BLE001 - fail closed: a crashing rule is undecided, not clean
             invariants.append(InvariantResult(rule.id, "unknown", reason=f"internal error in rule {rule.id}: "
                                               f"{type(exc).__name__}: {exc}; "
                                               + traceback.format_exc(limit=3).splitlines()[-1]))
@@ -63,4 +63,4 @@ def analyze(deployment: model.Deployment, rules: dict[str, Rule], graph: Permiss
     return CheckResult(deployment.paths, deployment.digest, tuple(invariants), tuple(findings), tuple(sorted(ran)))
 
 
-__all__ = ["analyze", "SEVERITY_RANK"]
+__all__ = ["SEVERITY_RANK", "analyze"]

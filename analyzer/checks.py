@@ -7,7 +7,8 @@ Each check is a function ``(graph) -> iterable of Hit`` registered by name in
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
+from itertools import pairwise
 
 import networkx as nx
 
@@ -200,7 +201,7 @@ def delegation_cycle(pg: PermissionGraph) -> Iterator[Hit]:
         ring = list(cycle) + [cycle[0]]
         closing_agent, target = ring[-2], ring[-1]
         index = d.agents[closing_agent].delegates_to.index(target)
-        path = tuple(pg.step(node("agent", a), node("agent", b), "delegates-to") for a, b in zip(ring, ring[1:]))
+        path = tuple(pg.step(node("agent", a), node("agent", b), "delegates-to") for a, b in pairwise(ring))
         yield Hit(f"delegation cycle {' -> '.join(ring)}: a request can bounce between agents forever "
                   "and lose track of who started it", tuple(f"agent:{a}" for a in sorted(set(cycle))),
                   d.agents[closing_agent].item_locs.get(("delegates_to", index), d.agents[closing_agent].loc),

@@ -11,6 +11,7 @@ from analyzer import __version__
 from analyzer.errors import InputError
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_INPUT, EXIT_UNKNOWN = 0, 1, 2, 3
+MAX_SHOWN_ERRORS = 200  # a file of junk can hold millions; the first ones say what is wrong
 SEVERITY_CHOICE = click.Choice(["low", "medium", "high", "critical"])
 
 
@@ -21,8 +22,11 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except InputError as exc:
-            for diagnostic in exc.diagnostics:
+            shown = exc.diagnostics[:MAX_SHOWN_ERRORS]
+            for diagnostic in shown:
                 click.echo(diagnostic.render(), err=True)
+            if len(exc.diagnostics) > len(shown):
+                click.echo(f"... and {len(exc.diagnostics) - len(shown)} more error(s)", err=True)
             click.echo(f"agentperm: {len(exc.diagnostics)} error(s) in the input; nothing was analysed", err=True)
             ctx.exit(EXIT_INPUT)
 

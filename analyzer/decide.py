@@ -11,8 +11,9 @@ deny, a guardrail or a `high_risk_when` apply.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from analyzer import conditions, model, reach, risk
 
@@ -148,10 +149,9 @@ class Decider:
         """risk(c): the declared risk, raised to high when `high_risk_when` holds (or cannot be evaluated)."""
         declared = risk.declared_risk(op, self.d.policy)
         run = self.high_risk[(op.tool, op.id)]
-        if run is not None and declared != "high":
-            value = run(env)
-            if value is _ERROR or value is True:
-                return "high"
+        # true, or anything that is not a clean false (an error, a non-bool): fail closed
+        if run is not None and declared != "high" and run(env) is not False:
+            return "high"
         return declared
 
     def decide(self, call: Call) -> Decision:

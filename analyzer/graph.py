@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import pairwise
 
 import networkx as nx
 
@@ -227,7 +228,7 @@ class PermissionGraph:
             return []
         sub = self.delegation_graph
         names = nx.shortest_path(sub, source, target)
-        return [self.step(node("agent", a), node("agent", b), "delegates-to") for a, b in zip(names, names[1:])]
+        return [self.step(node("agent", a), node("agent", b), "delegates-to") for a, b in pairwise(names)]
 
     @cached_property
     def delegation_graph(self) -> nx.DiGraph:
@@ -242,7 +243,7 @@ class PermissionGraph:
         """Nodes and edges, sorted, for `graph --format json`."""
         nodes = []
         for name, data in sorted(self.g.nodes(data=True)):
-            entry = {"id": name, **{k: v for k, v in data.items() if k != "loc"}}
+            entry = {**{k: v for k, v in data.items() if k not in ("loc", "id")}, "id": name, "ident": data["id"]}
             entry["location"] = data["loc"].to_json() if data.get("loc") else None
             nodes.append(entry)
         edges = []

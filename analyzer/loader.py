@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterable
 from types import MappingProxyType
-from typing import Iterable
 
 from analyzer import conditions, model, spec
 from analyzer.errors import Diagnostic, InputError, Loc
-from analyzer.yamlsrc import Document, YamlError, decode_text, parse_yaml, MAX_FILE_BYTES
+from analyzer.yamlsrc import Document, YamlError, decode_text, parse_yaml, read_bytes
 
 MAP_SECTIONS = ("tenants", "people", "tools", "roles", "agents", "credentials", "gates", "workflows")
 SINGLE_SECTIONS = ("policy", "audit")
@@ -37,6 +37,7 @@ def find_files(paths: Iterable[str]) -> tuple[list[tuple[str, str]], list[Diagno
     """(real path, digest name) of every deployment file under the given paths, in merge order."""
     found: list[tuple[str, str]] = []
     problems: list[Diagnostic] = []
+    seen: set[str] = set()  # a file named twice (directly and through its folder) is read once
     for path in paths:
         if os.path.isdir(path):
             inside = []
@@ -50,9 +51,13 @@ def find_files(paths: Iterable[str]) -> tuple[list[tuple[str, str]], list[Diagno
                 problems.append(Diagnostic(Loc(display_name(path), 0, 0),
                                            "directory holds no *.yaml or *.yml files"))
             for relative, full in sorted(inside):
-                found.append((full, relative))
+                if os.path.realpath(full) not in seen:
+                    seen.add(os.path.realpath(full))
+                    found.append((full, relative))
         elif os.path.isfile(path):
-            found.append((path, os.path.basename(path)))
+            if os.path.realpath(path) not in seen:
+                seen.add(os.path.realpath(path))
+                found.append((path, os.path.basename(path)))
         else:
             problems.append(Diagnostic(Loc(display_name(path), 0, 0), "no such file or directory"))
     return found, problems
@@ -69,16 +74,8 @@ def load(paths: str | Iterable[str]) -> model.Deployment:
     for real, digest_name in files:
         name = display_name(real)
         try:
-            with open(real, "rb") as handle:
-                raw = handle.read(MAX_FILE_BYTES + 1)
-        except OSError as exc:
-            problems.append(Diagnostic(Loc(name, 0, 0), f"cannot read file: {exc.strerror or exc}"))
-            continue
-        digest.update(digest_name.encode() + b"\0" + raw + b"\0")
-        try:
-            if len(raw) > MAX_FILE_BYTES:
-                raise YamlError([Diagnostic(Loc(name, 0, 0),
-                                            f"file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")])
+            raw = read_bytes(real, name)
+            digest.update(digest_name.encode() + b"\0" + raw + b"\0")
             documents.append(parse_yaml(name, decode_text(name, raw)))
         except YamlError as exc:
             problems.extend(exc.diagnostics)

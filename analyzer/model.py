@@ -6,9 +6,10 @@ Every definition keeps the position of its id (``loc``) and of each of its field
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from analyzer.errors import Loc
 
@@ -47,7 +48,7 @@ class Duration:
     text: str
     seconds: int | None
 
-    def exceeds(self, limit: "Duration") -> bool:
+    def exceeds(self, limit: Duration) -> bool:
         """Longer than the limit; ``never`` exceeds every finite limit, equal does not."""
         if self.seconds is None:
             return limit.seconds is not None
@@ -295,7 +296,7 @@ class Deployment:
             for op_id in sorted(tool.operations):
                 yield tool, tool.operations[op_id]
 
-    def operations_of(self, perm: "Permission"):
+    def operations_of(self, perm: Permission):
         """The (tool, operation) pairs a grant, deny or guardrail names, in a stable order."""
         if perm.tool == STAR:
             candidates = self.all_operations()

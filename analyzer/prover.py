@@ -12,8 +12,9 @@ function before it is reported; one that does not replay is an internal error.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from analyzer import conditions, model, reach, risk, smt
 from analyzer.decide import Call, Decider
@@ -139,7 +140,7 @@ class Prover:
             return InvariantResult(rule.id, "unknown", reason=f"internal error: {exc}"), []
         except smt.Unsupported as exc:
             return InvariantResult(rule.id, "unknown", reason=exc.reason), []
-        except Exception as exc:  # fail closed: never a pass
+        except Exception as exc:  # noqa: BLE001 - fail closed: never a pass
             return InvariantResult(rule.id, "unknown",
                                    reason=f"internal error in the prover: {type(exc).__name__}: {exc}"), []
 
@@ -251,7 +252,7 @@ class Prover:
             self._cache[key] = cached
         return cached
 
-    def encode(self, case: Case, gate: str | None, usable: tuple[model.Permission, ...]) -> "Encoding":
+    def encode(self, case: Case, gate: str | None, usable: tuple[model.Permission, ...]) -> Encoding:
         """allowed(c) and risk(c) for a case and gate, over Z3 variables for its params and fields."""
         op = case.operation
         params = {}
@@ -403,10 +404,10 @@ class Prover:
         if not decision.allow:
             raise ReplayError(f"the solver's call {call.to_request(self.d)} is denied by the decision function: "
                               f"{decision.reason}")
-        if question.goal == "ungated":
-            if not risk.needs_approval(decision.risk, self.d.policy) or self.d.is_real_gate(question.gate):
-                raise ReplayError(f"the solver's call {call.to_request(self.d)} does not need approval "
-                                  f"concretely (risk {decision.risk})")
+        if question.goal == "ungated" and (not risk.needs_approval(decision.risk, self.d.policy)
+                                           or self.d.is_real_gate(question.gate)):
+            raise ReplayError(f"the solver's call {call.to_request(self.d)} does not need approval "
+                              f"concretely (risk {decision.risk})")
         if question.goal == "cross-tenant" and case.tenant == case.workflow.tenant:  # pragma: no cover
             raise ReplayError("a cross-tenant witness targets the workflow's own tenant")
         if question.goal == "never":

@@ -34,11 +34,11 @@ def who_can(deployment: model.Deployment, tool: str, operation: str | None = Non
 
 def route_region(prover, route: Route) -> tuple[str, str]:
     """(status, text) of where the route's grant allows the call, on the home tenant when reachable."""
-    tenant = route.workflow.tenant if route.workflow.tenant in route.tenants else sorted(route.tenants)[0]
+    tenant = route.workflow.tenant if route.workflow.tenant in route.tenants else min(route.tenants)
     return prover.grant_region(route.workflow, route.chain, route.tool, route.operation, tenant, route.grant)
 
 
-def summarize(prover, access: "Access") -> str:
+def summarize(prover, access: Access) -> str:
     """One line: "billing.refund allowed when amount <= 50, or with approval from finance"."""
     parts = []
     for route in access.routes:
@@ -78,8 +78,7 @@ def describe_route(deployment: model.Deployment, route: Route, prover=None) -> l
         if deny.when is not None:
             lines.append(f"  except when {deny.when.source} ({deny.label}, {deny.loc})")
     if prover is not None:
-        status, text = route_region(prover, route)
-        lines.append(f"  allowed for: {text}" if status != "never" else f"  allowed for: {text}")
+        lines.append(f"  allowed for: {route_region(prover, route)[1]}")
     return lines
 
 

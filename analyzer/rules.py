@@ -98,7 +98,8 @@ def _load_dir(folder, rules: dict[str, Rule], problems: list[Diagnostic], builti
             problems.append(Diagnostic(Loc(name, 1, 1), "a rule file is a mapping (id, title, severity, ...)"))
             continue
         errors: list[Diagnostic] = []
-        value = RULE_FILE.convert(doc.data, (), lambda p, m, h: errors.append(Diagnostic(doc.loc(p), m, h)))
+        value = RULE_FILE.convert(doc.data, (),
+                                  lambda p, m, h, errors=errors, doc=doc: errors.append(Diagnostic(doc.loc(p), m, h)))
         problems.extend(errors)
         if errors or value is None or "id" not in value:
             continue

@@ -12,10 +12,11 @@ expression position; the prover turns that into UNKNOWN, never into a pass.
 
 from __future__ import annotations
 
-import re._parser as sre_parse  # the stdlib's regex parser: RE2 patterns checked at load share its syntax
 import re._constants as sre_c
+import re._parser as sre_parse  # the stdlib's regex parser: RE2 patterns checked at load share its syntax
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import z3
 
@@ -42,7 +43,7 @@ class V:
     term: Any  # z3 term; for list: tuple[V]; for map: dict[str, V]; for fieldset: dict[str, BoolRef]
     ok: Any = TRUE
 
-    def with_ok(self, ok) -> "V":
+    def with_ok(self, ok) -> V:
         return V(self.sort, self.term, z3.simplify(z3.And(self.ok, ok)) if ok is not TRUE else self.ok)
 
 
@@ -423,7 +424,7 @@ def regex_to_z3(pattern: str, pos=(0, 0)):
     """A partial-match RE2 pattern (CEL ``matches``) as a Z3 regex over whole strings."""
     try:
         parsed = sre_parse.parse(pattern)
-    except Exception as exc:  # the loader validated the pattern with RE2; this is sre's opinion
+    except Exception as exc:  # noqa: BLE001 - the loader validated the pattern with RE2; this is sre's opinion
         raise Unsupported(f"regular expression {pattern!r} is not supported by the prover: {exc}", pos) from None
     if parsed.state.flags & (sre_c.SRE_FLAG_IGNORECASE | sre_c.SRE_FLAG_MULTILINE | sre_c.SRE_FLAG_DOTALL
                              | sre_c.SRE_FLAG_VERBOSE):

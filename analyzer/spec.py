@@ -8,8 +8,9 @@ CEL and merging across files are checked by the loader afterwards (a schema cann
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from analyzer import model
 
@@ -318,10 +319,13 @@ class Record(Spec):
             report(path, f"expected a mapping, found {_type_name(value)}", None)
             return None
         result = {}
+        unknown = 0
         for key, item in value.items():
             spec = self.fields.get(key)
             if spec is None:
-                hint = _closest(key, self.fields)
+                unknown += 1
+                # suggestions cost a fuzzy match each: enough for a typo, not for a flood of junk keys
+                hint = _closest(key, self.fields) if unknown <= 20 else None
                 report(path + (key,), f"unknown key {key!r} in {self.what}",
                        f"did you mean {hint!r}?" if hint else f"allowed: {', '.join(self.fields)}")
                 continue

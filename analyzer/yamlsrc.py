@@ -9,6 +9,7 @@ for every mapping key and value in a side table keyed by the value's path.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,8 @@ except AttributeError:  # pragma: no cover - depends on the PyYAML build
 
 #: Largest file accepted, in bytes (a deployment of 100,000 agents is well below).
 MAX_FILE_BYTES = 256 * 1024 * 1024
+#: Deepest nesting accepted (a deployment needs about 8 levels).
+MAX_DEPTH = 200
 #: Alias expansion bound: expanded nodes may exceed the document's own nodes by this many.
 MAX_ALIAS_EXPANSION = 100_000
 
@@ -94,18 +97,23 @@ def decode_text(file: str, raw: bytes) -> str:
     return text.removeprefix("\ufeff")
 
 
+def read_bytes(file: str, name: str) -> bytes:
+    """A file's bytes, refusing unreadable and oversized files (checked before reading)."""
+    try:
+        with open(file, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size > MAX_FILE_BYTES:
+                raise YamlError([Diagnostic(Loc(name, 0, 0),
+                                            f"file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")])
+            return handle.read()
+    except OSError as exc:
+        raise YamlError([Diagnostic(Loc(name, 0, 0), f"cannot read file: {exc.strerror or exc}")]) from None
+
+
 def read_yaml_file(file: str, display: str | None = None) -> Document:
     """Read and parse one file; ``display`` is the name used in positions."""
     name = display or file
-    try:
-        with open(file, "rb") as handle:
-            raw = handle.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        raise YamlError([Diagnostic(Loc(name, 0, 0), f"cannot read file: {exc.strerror or exc}")]) from None
-    if len(raw) > MAX_FILE_BYTES:
-        raise YamlError([Diagnostic(Loc(name, 0, 0),
-                                    f"file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")])
-    return parse_yaml(name, decode_text(name, raw))
+    return parse_yaml(name, decode_text(name, read_bytes(file, name)))
 
 
 def parse_yaml(file: str, text: str) -> Document:
@@ -113,6 +121,13 @@ def parse_yaml(file: str, text: str) -> Document:
     loader = _Loader(text)
     try:
         root = loader.get_single_node()
+    except yaml.reader.ReaderError as exc:
+        before = text[: exc.position]
+        line = before.count("\n") + 1
+        column = exc.position - (before.rfind("\n") + 1) + 1
+        raise YamlError([Diagnostic(Loc(file, line, column),
+                                    f"YAML error: unacceptable character U+{exc.character:04X} ({exc.reason})",
+                                    "remove the control character")]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         loc = _mark_loc(file, mark) if mark else Loc(file, 1, 1)
@@ -135,15 +150,18 @@ def parse_yaml(file: str, text: str) -> Document:
 
 
 def _check_expansion(file: str, root) -> None:
-    """Refuse documents whose aliases expand far beyond their own size, or refer to themselves.
+    """Refuse documents whose aliases expand far beyond their own size, nest too deep, or refer to themselves.
 
-    Expanded size is computed over the node DAG with memoisation, so this costs time linear
-    in the number of distinct nodes whatever the expansion would be.
+    Expanded size and height are computed over the node DAG with memoisation, so this costs
+    time linear in the number of distinct nodes whatever the expansion would be; the height
+    counts nesting through aliases too, since building the values expands them.
     """
-    distinct: set[int] = set()
     expanded: dict[int, int] = {}
+    height: dict[int, int] = {}
     on_stack: set[int] = set()
-    limit = None
+
+    def refuse(node, message, hint=None):
+        raise YamlError([Diagnostic(_mark_loc(file, node.start_mark), message, hint)])
 
     # iterative post-order to survive deep documents without recursion limits
     stack = [(root, False)]
@@ -152,31 +170,28 @@ def _check_expansion(file: str, root) -> None:
         key = id(node)
         if done:
             on_stack.discard(key)
-            total = 1
+            total, tallest = 1, 0
             for child in _children(node):
                 total += expanded[id(child)]
+                tallest = max(tallest, height[id(child)])
             expanded[key] = total
+            height[key] = tallest + 1
+            if height[key] > MAX_DEPTH:
+                refuse(node, f"YAML nested more than {MAX_DEPTH} levels deep (counting aliases)")
             continue
         if key in expanded:
             continue
-        if key in on_stack:
-            raise YamlError([Diagnostic(_mark_loc(file, node.start_mark),
-                                        "recursive YAML alias: a node refers to itself")])
-        distinct.add(key)
         on_stack.add(key)
         stack.append((node, True))
         for child in _children(node):
             if id(child) in on_stack:
-                raise YamlError([Diagnostic(_mark_loc(file, child.start_mark),
-                                            "recursive YAML alias: a node refers to itself")])
+                refuse(child, "recursive YAML alias: a node refers to itself")
             if id(child) not in expanded:
                 stack.append((child, False))
-    limit = len(distinct) + MAX_ALIAS_EXPANSION
+    limit = len(expanded) + MAX_ALIAS_EXPANSION
     if expanded[id(root)] > limit:
-        raise YamlError([Diagnostic(_mark_loc(file, root.start_mark),
-                                    f"YAML aliases expand to {expanded[id(root)]:,} nodes from "
-                                    f"{len(distinct):,} written (limit {limit:,}): refusing an alias bomb",
-                                    "write the values out, or use fewer nested aliases")])
+        refuse(root, f"YAML aliases expand to {expanded[id(root)]:,} nodes from {len(expanded):,} written "
+                     f"(limit {limit:,}): refusing an alias bomb", "write the values out, or use fewer nested aliases")
 
 
 def _children(node):

@@ -6,6 +6,7 @@ pytest puts this directory on ``sys.path`` because ``tests/`` is not a package.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -23,10 +24,24 @@ AGENTPERM = Path(sys.executable).parent / "agentperm"
 
 def run_cli(*args: str, env: dict | None = None) -> tuple[int, str, str]:
     """Run the installed `agentperm` console script from the repo root: (exit code, stdout, stderr)."""
-    completed = subprocess.run([str(AGENTPERM), *map(str, args)], cwd=REPO_ROOT, capture_output=True,
-                               text=True, encoding="utf-8", timeout=120,
+    completed = subprocess.run([str(AGENTPERM), *map(str, args)], check=False, cwd=REPO_ROOT,
+                               capture_output=True, text=True, encoding="utf-8", timeout=120,
                                env={**os.environ, **(env or {})})
     return completed.returncode, completed.stdout, completed.stderr
+
+
+def invoke_cli(*args: str) -> tuple[int, str, str]:
+    """The same as :func:`run_cli`, in-process (no interpreter start-up) for tests that need not
+    exercise the console script itself. An exception escaping the CLI fails the test."""
+    from click.testing import CliRunner
+
+    from analyzer.cli import main
+
+    with contextlib.chdir(REPO_ROOT):
+        result = CliRunner().invoke(main, [str(a) for a in args], prog_name="agentperm")
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
 
 
 def _ids(section):

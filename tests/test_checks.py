@@ -119,7 +119,7 @@ def test_no_enabled_rule_is_silently_skipped(catalogue):
     reported = {inv.id for inv in result.invariants}
     skipped = sorted(r.id for r in catalogue.values()
                      if r.enabled and r.is_invariant and r.id not in reported)
-    assert not skipped, f"invariant rules counted as run but with no proved/violated/unknown status: {skipped}"
+    assert not skipped, f"invariant rules run but with no proved/violated/unknown status: {skipped}"
 
 
 # ---- unit tests for tricky semantics --------------------------------------------------------
@@ -201,7 +201,8 @@ def test_lethal_trifecta_needs_all_three_legs(catalogue, missing_leg):
 
 
 def test_lethal_trifecta_is_silenced_by_approval_through_a_real_gate(catalogue):
-    assert run_rule(catalogue, build_deployment(**trifecta_sections(approval="human")), "lethal-trifecta") == []
+    deployment = build_deployment(**trifecta_sections(approval="human"))
+    assert run_rule(catalogue, deployment, "lethal-trifecta") == []
 
 
 def test_lethal_trifecta_is_not_silenced_by_a_gate_with_no_person(catalogue):
@@ -217,8 +218,10 @@ def test_lethal_trifecta_counts_publish_as_external(catalogue):
 def test_lethal_trifecta_unconditional_deny_silences_a_conditional_one_does_not(catalogue):
     unconditional = {"tool": "email", "operations": ["send"]}
     conditional = {**unconditional, "when": 'params.to.endsWith("@evil.example")'}
-    assert run_rule(catalogue, build_deployment(**trifecta_sections(deny=unconditional)), "lethal-trifecta") == []
-    assert len(run_rule(catalogue, build_deployment(**trifecta_sections(deny=conditional)), "lethal-trifecta")) == 1
+    silenced = build_deployment(**trifecta_sections(deny=unconditional))
+    still_open = build_deployment(**trifecta_sections(deny=conditional))
+    assert run_rule(catalogue, silenced, "lethal-trifecta") == []
+    assert len(run_rule(catalogue, still_open, "lethal-trifecta")) == 1
 
 
 def _two_tools(**overrides):
@@ -244,7 +247,8 @@ def test_unaudited_tool_one_finding_per_tool_missing_from_covers(catalogue):
                                         ("61m", True), ("2h", True), ("never", True)])
 def test_long_lived_token_equal_to_the_limit_is_fine(catalogue, ttl, fires):
     credential = {**hygienic_sections()["credentials"]["k"], "ttl": ttl}
-    deployment = build_deployment(**hygienic_sections(credentials={"k": credential}, policy={"max_token_ttl": "1h"}))
+    deployment = build_deployment(**hygienic_sections(credentials={"k": credential},
+                                                      policy={"max_token_ttl": "1h"}))
     assert len(run_rule(catalogue, deployment, "long-lived-token")) == (1 if fires else 0)
 
 
@@ -289,7 +293,8 @@ def _boom_after_one(pg):
     raise ValueError("half way")
 
 
-@pytest.mark.parametrize("broken, text", [(_boom, "RuntimeError: boom"), (_boom_after_one, "ValueError: half way")])
+@pytest.mark.parametrize("broken, text", [(_boom, "RuntimeError: boom"),
+                                          (_boom_after_one, "ValueError: half way")])
 def test_a_check_that_raises_is_unknown_never_silence(catalogue, monkeypatch, broken, text):
     monkeypatch.setitem(checks.STRUCTURAL_CHECKS, "wildcard-grant", broken)
     result = analyze(build_deployment(**hygienic_sections()), catalogue)

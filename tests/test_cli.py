@@ -65,7 +65,7 @@ def assert_golden(name: str, actual: str) -> None:
         path.write_text(actual, encoding="utf-8", newline="\n")
     assert path.exists(), f"missing golden file {path}; run with AGENTPERM_UPDATE_GOLDEN=1"
     assert actual == path.read_text(encoding="utf-8"), \
-        f"{name} differs from the golden file; if the change is intended, regenerate with AGENTPERM_UPDATE_GOLDEN=1"
+        f"{name} differs from the golden file; if intended, regenerate with AGENTPERM_UPDATE_GOLDEN=1"
 
 
 # ---- exit codes ---------------------------------------------------------------------------
@@ -87,15 +87,10 @@ def one_high_finding(tmp_path_factory):
     return write_deployment(tmp_path_factory.mktemp("one-high"), **hygienic_sections(roles=roles))
 
 
-@pytest.mark.parametrize("fail_on, code", [("low", 1), ("medium", 1), ("high", 1), ("critical", 0)])
+@pytest.mark.parametrize("fail_on, code", [("high", 1), ("critical", 0)])
 def test_fail_on_threshold(one_high_finding, fail_on, code):
     got, out, err = run_cli("check", one_high_finding, "--fail-on", fail_on)
     assert got == code, out + err
-
-
-def test_fail_on_critical_still_fails_when_there_is_a_critical_finding():
-    code, out, err = run_cli("check", FLAWED, "--fail-on", "critical")
-    assert code == 1, err
 
 
 # ---- text --------------------------------------------------------------------------------
@@ -114,19 +109,21 @@ CLASSIC_MISTAKES = [
 ]
 
 
-@pytest.mark.parametrize("rule, file, needle", CLASSIC_MISTAKES, ids=lambda v: v if isinstance(v, str) else None)
+@pytest.mark.parametrize("rule, file, needle", CLASSIC_MISTAKES,
+                         ids=[f"{rule}@{file}:{needle}" for rule, file, needle in CLASSIC_MISTAKES])
 def test_flawed_agency_text_shows_each_classic_mistake_with_file_and_line(flawed_text, rule, file, needle):
     relative = f"{FLAWED}/{file}"
     line = line_of(relative, needle)
-    pattern = re.compile(rf"^{re.escape(relative)}:{line}:\d+: (critical|high|medium|low) {re.escape(rule)}: ",
-                         re.MULTILINE)
+    severity = "(critical|high|medium|low)"
+    pattern = re.compile(rf"^{re.escape(relative)}:{line}:\d+: {severity} {re.escape(rule)}: ", re.MULTILINE)
     assert pattern.search(flawed_text), f"no {rule} finding at {relative}:{line}"
 
 
 def test_text_groups_by_severity_and_ends_with_a_summary(flawed_text):
     headers = [line.split(" ")[0] for line in flawed_text.splitlines() if re.match(r"^[A-Z]+ \(\d+\)$", line)]
     assert headers == [s.upper() for s in SEVERITIES if s.upper() in headers]
-    assert re.search(r"^\d+ finding\(s\): \d+ critical, \d+ high, \d+ medium, \d+ low", flawed_text, re.MULTILINE)
+    summary = r"^\d+ finding\(s\): \d+ critical, \d+ high, \d+ medium, \d+ low"
+    assert re.search(summary, flawed_text, re.MULTILINE)
 
 
 def test_text_golden(flawed_text):
@@ -206,9 +203,10 @@ def test_json_output_file_is_byte_identical_across_runs(tmp_path, flawed_json_te
     assert out_file.read_bytes() == flawed_json_text.encode("utf-8")
 
 
-def test_text_output_file(tmp_path, flawed_text):
+def test_text_output_file_and_fail_on_critical_with_a_critical_finding(tmp_path, flawed_text):
+    assert re.search(r"^CRITICAL \(\d+\)$", flawed_text, re.MULTILINE)
     out_file = tmp_path / "result.txt"
-    code, out, _ = run_cli("check", FLAWED, "-o", out_file)
+    code, out, _ = run_cli("check", FLAWED, "-o", out_file, "--fail-on", "critical")
     assert code == 1
     assert out == ""
     assert out_file.read_text(encoding="utf-8") == flawed_text
@@ -241,7 +239,7 @@ def test_an_invalid_deployment_exits_2_with_file_and_line(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("format: agentperm/v1\ntenants:\n  acme: {}\nagents:\n  a: {tenants: [globex]}\n",
                    encoding="utf-8")
-    code, out, err = run_cli("check", bad)
+    code, _out, err = run_cli("check", bad)
     assert code == 2
     assert re.search(r"bad\.yaml:5:\d+: error: .*globex", err), err
     assert "Traceback" not in err

@@ -28,7 +28,8 @@ def flawed_graph():
 def test_every_edge_has_a_kind_a_reason_and_a_location(fixture_graph):
     bad = []
     for source, target, data in fixture_graph.g.edges(data=True):
-        if not data.get("kind") or not str(data.get("reason", "")).strip() or not isinstance(data.get("loc"), Loc):
+        explained = data.get("kind") and str(data.get("reason", "")).strip()
+        if not explained or not isinstance(data.get("loc"), Loc):
             bad.append((source, target, data.get("kind"), data.get("reason"), data.get("loc")))
         elif data["loc"].line < 1:
             bad.append((source, target, data["kind"], "line < 1", data["loc"]))
@@ -55,8 +56,9 @@ def test_static_credential_edge_names_its_reach(flawed_graph):
 
 def test_edge_kinds_cover_every_relation(agency_graph):
     kinds = {data["kind"] for _, _, data in agency_graph.g.edges(data=True)}
-    assert {"has-operation", "approved-by", "has-role", "holds", "delegates-to", "serves", "covers", "reaches",
-            "for-tenant", "runs", "uses", "grants", "denies", "allows", "blocks", "needs-approval"} <= kinds
+    assert {"has-operation", "approved-by", "has-role", "holds", "delegates-to", "serves", "covers",
+            "reaches", "for-tenant", "runs", "uses", "grants", "denies", "allows", "blocks",
+            "needs-approval"} <= kinds
 
 
 def test_node_kinds_for_all_sections(agency_graph):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import FIXTURES, REPO_ROOT, hygienic_sections, run_cli, write_deployment
+from conftest import FIXTURES, REPO_ROOT, hygienic_sections, invoke_cli, write_deployment
 
 from analyzer.analysis import analyze
 from analyzer.checks import INVARIANT_CHECKS, STRUCTURAL_CHECKS
@@ -73,13 +73,14 @@ def test_a_malformed_rule_file_is_an_input_error_with_file_and_line(tmp_path, te
 
 def test_a_malformed_rule_file_exits_2_through_the_cli(tmp_path):
     (tmp_path / "bad.yaml").write_text("id: my-rule\ntitle: Mine\nseverity: urgent\n", encoding="utf-8")
-    code, out, err = run_cli("check", "fixtures/agency", "--rules", tmp_path)
+    code, _out, err = invoke_cli("check", "fixtures/agency", "--rules", tmp_path)
     assert code == 2
     assert "bad.yaml:3:" in err and "Traceback" not in err
 
 
 def test_a_new_rule_without_its_fields_is_an_input_error(tmp_path):
-    (tmp_path / "new.yaml").write_text("id: my-rule\nseverity: high\ncheck: wildcard-grant\n", encoding="utf-8")
+    (tmp_path / "new.yaml").write_text("id: my-rule\nseverity: high\ncheck: wildcard-grant\n",
+                                       encoding="utf-8")
     with pytest.raises(InputError) as caught:
         load_rules([str(tmp_path)])
     assert any("new.yaml" in d.loc.file and "missing" in d.message for d in caught.value.diagnostics)
@@ -113,9 +114,9 @@ def test_enabled_false_changes_the_cli_exit_code(tmp_path):
     rules_dir = tmp_path / "rules"
     rules_dir.mkdir()
     (rules_dir / "off.yaml").write_text("id: wildcard-grant\nenabled: false\n", encoding="utf-8")
-    code, out, err = run_cli("check", path)
+    code, out, err = invoke_cli("check", path)
     assert code == 1, out + err
     assert "wildcard-grant" in out
-    code, out, err = run_cli("check", path, "--rules", rules_dir)
+    code, out, err = invoke_cli("check", path, "--rules", rules_dir)
     assert code == 0, out + err
     assert "wildcard-grant" not in out
