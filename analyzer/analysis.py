@@ -63,4 +63,19 @@ def analyze(deployment: model.Deployment, rules: dict[str, Rule], graph: Permiss
     return CheckResult(deployment.paths, deployment.digest, tuple(invariants), tuple(findings), tuple(sorted(ran)))
 
 
-__all__ = ["SEVERITY_RANK", "analyze"]
+def with_suppressions(result: CheckResult, suppressions, today, rules: dict[str, Rule]) -> CheckResult:
+    """The result with suppressions applied (see :mod:`analyzer.suppressions`); ``today`` is passed in.
+
+    ``unused-suppression`` findings follow that rule's catalogue entry: its (overridden)
+    severity, and none at all when it is disabled.
+    """
+    from dataclasses import replace
+
+    from analyzer import suppressions as supp
+
+    rule = rules.get(supp.UNUSED_RULE)
+    severity = rule.severity if rule is not None and rule.enabled else None
+    return replace(result, findings=tuple(supp.apply(result.findings, suppressions, today, severity)))
+
+
+__all__ = ["SEVERITY_RANK", "analyze", "with_suppressions"]

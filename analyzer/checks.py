@@ -309,6 +309,16 @@ def unused_definition(pg: PermissionGraph) -> Iterator[Hit]:
             yield Hit(f"tenant {tenant.id} has no workflow", (f"tenant:{tenant.id}",), tenant.loc)
 
 
+def unused_suppression(pg: PermissionGraph) -> Iterator[Hit]:
+    """Registered so ``rules/unused-suppression.yaml`` has a check to name; it finds nothing here.
+
+    Whether a suppression matches needs the suppressions file and every other finding, which
+    the graph does not see, so the matching happens after analysis in
+    :func:`analyzer.suppressions.apply` (called by :func:`analyzer.analysis.with_suppressions`).
+    """
+    return iter(())
+
+
 #: The explicit registry: rule files name these in `check:`.
 STRUCTURAL_CHECKS: dict[str, Check] = {
     "shared-credential": shared_credential,
@@ -332,6 +342,7 @@ STRUCTURAL_CHECKS: dict[str, Check] = {
     "approval-disabled": approval_disabled,
     "workflow-agent-tenant": workflow_agent_tenant,
     "unused-definition": unused_definition,
+    "unused-suppression": unused_suppression,
 }
 
 #: Proved by the prover (analyzer.prover), not by a structural check.

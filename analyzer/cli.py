@@ -13,6 +13,7 @@ from analyzer.errors import InputError
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_INPUT, EXIT_UNKNOWN = 0, 1, 2, 3
 MAX_SHOWN_ERRORS = 200  # a file of junk can hold millions; the first ones say what is wrong
 SEVERITY_CHOICE = click.Choice(["low", "medium", "high", "critical"])
+OUTPUT_FORMATS = ["text", "json", "sarif", "junit", "markdown"]  # check and diff
 
 
 class _Group(click.Group):
@@ -29,6 +30,20 @@ class _Group(click.Group):
                 click.echo(f"... and {len(exc.diagnostics) - len(shown)} more error(s)", err=True)
             click.echo(f"agentperm: {len(exc.diagnostics)} error(s) in the input; nothing was analysed", err=True)
             ctx.exit(EXIT_INPUT)
+
+
+def _iso_date(_ctx, _param, value):
+    """``--date YYYY-MM-DD`` as a date; the real date when absent (the only clock agentperm reads)."""
+    import datetime
+
+    from analyzer.suppressions import parse_date
+
+    if value is None:
+        return datetime.date.today()
+    parsed = parse_date(value)
+    if parsed is None:
+        raise click.BadParameter(f"{value!r} is not a date YYYY-MM-DD")
+    return parsed
 
 
 def _write(text: str, output: str | None) -> None:
@@ -58,21 +73,147 @@ def main() -> None:
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("--rules", "rule_dirs", multiple=True, type=click.Path(), help="Extra rule directory (repeatable).")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(OUTPUT_FORMATS), default="text", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write to this file instead of stdout.")
 @click.option("--fail-on", type=SEVERITY_CHOICE, default="low", show_default=True,
               help="Exit 1 when a finding is at or above this severity.")
-def check(paths, rule_dirs, fmt, output, fail_on):
+@click.option("--suppressions", "suppressions_file", type=click.Path(dir_okay=False),
+              help="Suppressions file (default: agentperm-suppressions.yaml beside the first PATH, when present).")
+@click.option("--date", "today", callback=_iso_date, metavar="YYYY-MM-DD",
+              help="The day suppression expiry is judged on (default: today).")
+@click.option("--report", "report_file", type=click.Path(dir_okay=False),
+              help="Also write the HTML audit report to this file (dated with --date).")
+def check(paths, rule_dirs, fmt, output, fail_on, suppressions_file, today, report_file):
     """Check deployments (files or directories) against every rule."""
-    from analyzer.analysis import analyze
-    from analyzer.render import jsonout, text
+    from analyzer import suppressions
+    from analyzer.analysis import analyze, with_suppressions
+    from analyzer.render.formats import render_check
     from analyzer.rules import load_rules
 
     deployment = _load(paths)
     rules = load_rules(rule_dirs)
-    result = analyze(deployment, rules)
-    _write(jsonout.render_check(result) if fmt == "json" else text.render_check(result), output)
+    entries = suppressions.for_check(paths, suppressions_file)
+    graph = _graph(deployment)
+    result = with_suppressions(analyze(deployment, rules, graph), entries, today, rules)
+    _write(render_check(result, fmt, rules, fail_on), output)
+    if report_file:
+        _write_report(report_file, result, graph, rules, today, fail_on)
     sys.exit(result.exit_code(fail_on))
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="The HTML file to write.")
+@click.option("--rules", "rule_dirs", multiple=True, type=click.Path(), help="Extra rule directory (repeatable).")
+@click.option("--fail-on", type=SEVERITY_CHOICE, default="low", show_default=True,
+              help="The severity at which the report's verdict is FAIL.")
+@click.option("--suppressions", "suppressions_file", type=click.Path(dir_okay=False),
+              help="Suppressions file (default: agentperm-suppressions.yaml beside the first PATH, when present).")
+@click.option("--date", "today", callback=_iso_date, metavar="YYYY-MM-DD",
+              help="The report's date, also the day suppression expiry is judged on (default: today).")
+def report(paths, output, rule_dirs, fail_on, suppressions_file, today):
+    """Write the HTML audit report of deployments (exit 0 once written, whatever it finds)."""
+    from analyzer import suppressions
+    from analyzer.analysis import analyze, with_suppressions
+    from analyzer.rules import load_rules
+
+    deployment = _load(paths)
+    rules = load_rules(rule_dirs)
+    entries = suppressions.for_check(paths, suppressions_file)
+    graph = _graph(deployment)
+    result = with_suppressions(analyze(deployment, rules, graph), entries, today, rules)
+    _write_report(output, result, graph, rules, today, fail_on)
+    sys.exit(EXIT_CLEAN)
+
+
+@main.command()
+@click.argument("path", type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(["dot", "svg", "json"]), default="dot", show_default=True)
+@click.option("--tenant", help="Only what this tenant's workflows and agents reach.")
+@click.option("--agent", help="Only this agent's neighbourhood.")
+@click.option("--highlight", "highlight_rule", metavar="RULE",
+              help="Draw the paths of this rule's findings in red (runs that rule).")
+@click.option("--rules", "rule_dirs", multiple=True, type=click.Path(), help="Extra rule directory (repeatable).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write to this file instead of stdout.")
+def graph(path, fmt, tenant, agent, highlight_rule, rule_dirs, output):
+    """The permission graph as DOT, SVG (through Graphviz's dot) or JSON."""
+    from analyzer.render import dot as dotrender
+    from analyzer.render.jsonout import dumps
+
+    deployment = _load([path])
+    _require(deployment, tenant=tenant, agent=agent)
+    pg = _graph(deployment)
+    highlight = dotrender.Highlight()
+    if highlight_rule:
+        from analyzer.analysis import analyze
+        from analyzer.rules import load_rules
+
+        rules = load_rules(rule_dirs)
+        if highlight_rule not in rules:
+            from analyzer.spec import closest
+
+            hint = closest(highlight_rule, rules)
+            raise click.UsageError(f"unknown rule {highlight_rule!r}" + (f"; did you mean {hint!r}?" if hint else ""))
+        result = analyze(deployment, {highlight_rule: rules[highlight_rule]}, pg)
+        highlight = dotrender.highlight_of(result.findings, pg)
+    if fmt == "json":
+        _write(dumps(dotrender.graph_json(pg, tenant=tenant, agent=agent, highlight=highlight)), output)
+        return
+    title = f"Permission graph of {deployment.name}" + (f", tenant {tenant}" if tenant else "") + (
+        f", agent {agent}" if agent else "")
+    source = dotrender.dot_source(pg, tenant=tenant, agent=agent, highlight=highlight, title=title)
+    if fmt == "dot":
+        _write(source, output)
+        return
+    try:
+        svg = dotrender.svg_of(source)
+    except dotrender.DotMissing as exc:
+        click.echo(f"agentperm: {exc}", err=True)
+        dot_output = _with_suffix(output, ".dot") if output else None
+        _write(source, dot_output)
+        if dot_output:
+            click.echo(f"agentperm: DOT written to {dot_output}", err=True)
+        sys.exit(EXIT_INPUT)
+    _write(svg + "\n", output)
+
+
+def _graph(deployment):
+    from analyzer.graph import PermissionGraph
+
+    return PermissionGraph(deployment)
+
+
+def _with_suffix(path: str, suffix: str) -> str:
+    import os
+
+    root, ext = os.path.splitext(path)
+    return (root if ext else path) + suffix
+
+
+def _write_report(path, result, graph, rules, today, fail_on) -> None:
+    """The HTML report, and the files that go beside it (the graph's DOT)."""
+    import os
+
+    from analyzer.render.html import render_report
+
+    rendered = render_report(result, graph, rules, version=__version__, date=today.isoformat() if today else None,
+                             fail_on=fail_on, report_name=os.path.basename(path))
+    folder = os.path.dirname(path)
+    try:
+        if folder:
+            os.makedirs(folder, exist_ok=True)
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(rendered.html)
+        for name, text in rendered.attachments.items():
+            with open(os.path.join(folder, name), "w", encoding="utf-8") as handle:
+                handle.write(text)
+    except OSError as exc:
+        error = click.ClickException(f"cannot write the report: {exc}")
+        error.exit_code = EXIT_INPUT
+        raise error from exc
+    for note in rendered.notes:
+        click.echo(f"agentperm: {note}", err=True)
+    click.echo(f"agentperm: report written to {path}", err=True)
 
 
 @main.command("who-can")
@@ -107,15 +248,15 @@ def explain(path, agent, tool, operation):
 @main.command("diff")
 @click.argument("old", type=click.Path())
 @click.argument("new", type=click.Path())
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(OUTPUT_FORMATS), default="text", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write to this file instead of stdout.")
 def diff_command(old, new, fmt, output):
     """Every access NEW allows that OLD did not (exit 1 when there is any)."""
     from analyzer import diff
-    from analyzer.render import jsonout
+    from analyzer.render.formats import render_diff
 
     result = diff.diff(_load([old]), _load([new]))
-    _write(jsonout.dumps(result.to_json()) if fmt == "json" else diff.render_text(result), output)
+    _write(render_diff(result, fmt), output)
     sys.exit(result.exit_code())
 
 
@@ -144,6 +285,13 @@ def _require(deployment, tool=None, operation=None, tenant=None, agent=None) -> 
         missing("tenant", tenant, deployment.tenants)
     if agent is not None and agent not in deployment.agents:
         missing("agent", agent, deployment.agents)
+
+
+# the enforcement-endpoint harness: serve, fuzz, replay, test (analyzer/cli_harness.py)
+from analyzer.cli_harness import HARNESS_COMMANDS
+
+for _command in HARNESS_COMMANDS:
+    main.add_command(_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -52,6 +52,7 @@ class Decision:
     grant: model.Permission | None = None
     credential: str | None = None
     risk: str | None = None
+    deny: model.Permission | None = None  # the deny or guardrail that refused the call, if one did
 
 
 class MalformedCall(ValueError):
@@ -233,7 +234,7 @@ class Decider:
         for deny in self._denies(acting, home, tool.id, op.id):
             if self.condition(deny, env) is not False:
                 return Decision(False, f"{deny.label} denies {op.qualified}"
-                                       + (f" (when {deny.when.source})" if deny.when else ""), chosen)
+                                       + (f" (when {deny.when.source})" if deny.when else ""), chosen, deny=deny)
         # 5. credential
         held = []
         for cred_id in acting.credentials:

@@ -19,6 +19,7 @@ from analyzer.yamlsrc import Document, YamlError, decode_text, parse_yaml, read_
 
 MAP_SECTIONS = ("tenants", "people", "tools", "roles", "agents", "credentials", "gates", "workflows")
 SINGLE_SECTIONS = ("policy", "audit")
+SUPPRESSIONS_FILE = "agentperm-suppressions.yaml"  # analyzer.suppressions.DEFAULT_FILE
 SECTION_KIND = {"tenants": "tenant", "people": "person", "tools": "tool", "roles": "role", "agents": "agent",
                 "credentials": "credential", "gates": "gate", "workflows": "workflow"}
 
@@ -44,7 +45,8 @@ def find_files(paths: Iterable[str]) -> tuple[list[tuple[str, str]], list[Diagno
             for folder, dirs, files in os.walk(path):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 for name in files:
-                    if name.endswith((".yaml", ".yml")) and not name.startswith("."):
+                    # the suppressions file may sit inside the deployment folder; it is not a deployment file
+                    if name.endswith((".yaml", ".yml")) and not name.startswith(".") and name != SUPPRESSIONS_FILE:
                         full = os.path.join(folder, name)
                         inside.append((os.path.relpath(full, path).replace(os.sep, "/"), full))
             if not inside:

@@ -422,7 +422,12 @@ class Prover:
                 raise ReplayError(f"the solver's call {call.to_request(self.d)} does not satisfy "
                                   f"{question.never.source} concretely ({value!r})")
         path = self.path(case, decision)
+        extra = {}
+        if question.gate is not None and not self.d.is_real_gate(question.gate):
+            extra["note"] = (f"gate {question.gate} has no person among its approvers: the policy lets its approval "
+                    "through, while the decision API counts an approval by anyone but a listed person as none")
         return {
+            **extra,
             "call": call.to_request(self.d),
             "path": [s.to_json() for s in path],
             "location": decision.grant.loc.to_json(),

@@ -12,6 +12,7 @@ expression position; the prover turns that into UNKNOWN, never into a pass.
 
 from __future__ import annotations
 
+import re
 import re._constants as sre_c
 import re._parser as sre_parse  # the stdlib's regex parser: RE2 patterns checked at load share its syntax
 from collections.abc import Mapping
@@ -21,6 +22,19 @@ from typing import Any
 import z3
 
 from analyzer import conditions as cel
+
+_ESCAPE = re.compile(r"\\u\{([0-9a-fA-F]{1,6})\}")
+
+
+def _sval(text: str):
+    """A Z3 string constant holding exactly `text` (z3 would otherwise decode `\\u{..}` escapes in it)."""
+    return z3.StringVal(text.replace("\\", "\\u{5c}"))
+
+
+def _from_z3_string(text: str) -> str:
+    """Undo z3's escaping of a string value (`\\u{1f600}`; a literal backslash-u is `\\u{5c}u`)."""
+    return _ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
+
 
 TRUE = z3.BoolVal(True)
 FALSE = z3.BoolVal(False)
@@ -49,7 +63,7 @@ class V:
 
 def _error(sort: str = "bool") -> V:
     """A value that is always an evaluation error."""
-    dummy = {"bool": FALSE, "int": z3.IntVal(0), "string": z3.StringVal("")}.get(sort, FALSE)
+    dummy = {"bool": FALSE, "int": z3.IntVal(0), "string": _sval("")}.get(sort, FALSE)
     return V(sort if sort in ("bool", "int", "string") else "bool", dummy, FALSE)
 
 
@@ -62,7 +76,7 @@ def constant(value: Any) -> V:
     if isinstance(value, int):
         return V("int", z3.IntVal(value))
     if isinstance(value, str):
-        return V("string", z3.StringVal(value))
+        return V("string", _sval(value))
     if isinstance(value, (list, tuple)):
         return V("list", tuple(constant(v) for v in value))
     if isinstance(value, Mapping):
@@ -150,7 +164,7 @@ class _Translator:
         operand = self.run(node.operand, bound)
         index = self.run(node.index, bound)
         if operand.sort == "map" and index.sort == "string" and z3.is_string_value(index.term):
-            key = index.term.as_string()
+            key = _from_z3_string(index.term.as_string())
             if key in operand.term:
                 return operand.term[key].with_ok(_and(operand.ok, index.ok))
             return _error()
@@ -162,7 +176,8 @@ class _Translator:
         raise Unsupported("indexing with a computed key is not supported by the prover", node.pos)
 
     def t_ListExpr(self, node, bound):
-        return V("list", tuple(self.run(item, bound) for item in node.items))
+        items = tuple(self.run(item, bound) for item in node.items)
+        return V("list", items, _and(*(item.ok for item in items)))
 
     def t_MapExpr(self, node, bound):
         raise Unsupported("map literals are not supported by the prover", node.pos)
@@ -231,6 +246,8 @@ class _Translator:
         ok = _and(a.ok, b.ok)
         if a.sort == "null" or b.sort == "null":
             return V("bool", z3.BoolVal(a.sort == b.sort), ok)
+        if "fieldset" in (a.sort, b.sort):
+            return self.equal_fields(a if a.sort == "fieldset" else b, b if a.sort == "fieldset" else a, ok, pos)
         if a.sort != b.sort:
             return V("bool", FALSE, FALSE)
         if a.sort in ("int", "string", "bool"):
@@ -244,23 +261,43 @@ class _Translator:
             return result.with_ok(ok)
         raise Unsupported(f"comparing {a.sort} values is not supported by the prover", pos)
 
+    def equal_fields(self, fields: V, other: V, ok, pos) -> V:
+        """`fields == [..]`: the call's fields are a set to the prover, so only [] and [x] are decided."""
+        if other.sort != "list":
+            if other.sort == "fieldset":
+                raise Unsupported("comparing fields with itself is not supported by the prover", pos)
+            return V("bool", FALSE, FALSE)
+        flags = fields.term
+        if not other.term:
+            return V("bool", z3.Not(z3.Or(*flags.values())) if flags else TRUE, ok)
+        if len(other.term) == 1 and other.term[0].sort == "string":
+            element = other.term[0]
+            exactly = [z3.And(element.term == _sval(name), flag,
+                              *[z3.Not(f) for n, f in flags.items() if n != name]) for name, flag in flags.items()]
+            return V("bool", z3.Or(*exactly) if exactly else FALSE, _and(ok, element.ok))
+        raise Unsupported("comparing fields with a list of several names depends on their order, which the "
+                          "prover does not model", pos)
+
     def member(self, item: V, container: V, pos) -> V:
         if container.sort == "list":
             result = V("bool", FALSE)
             for element in container.term:
                 result = self.logic_or(result, self.equal(item, element, pos))
-            return result.with_ok(container.ok)
+            return result.with_ok(_and(item.ok, container.ok))  # the item is evaluated first
         if container.sort == "fieldset":
-            if item.sort != "string":
-                return _error()
-            present = [z3.And(item.term == z3.StringVal(name), flag) for name, flag in container.term.items()]
+            flags = list(container.term.values())
+            if item.sort == "null":
+                return V("bool", FALSE, item.ok)
+            if item.sort != "string":  # comparing it with a field name errs; with no fields it is false
+                return V("bool", FALSE, _and(item.ok, z3.Not(z3.Or(*flags)) if flags else TRUE))
+            present = [z3.And(item.term == _sval(name), flag) for name, flag in container.term.items()]
             return V("bool", z3.Or(*present) if present else FALSE, item.ok)
         if container.sort == "map":
             if item.sort == "null" or item.sort not in ("string", "int", "bool"):
                 return _error()
             if item.sort != "string":
                 return V("bool", FALSE, item.ok)
-            keys = [item.term == z3.StringVal(k) for k in container.term]
+            keys = [item.term == _sval(k) for k in container.term]
             return V("bool", z3.Or(*keys) if keys else FALSE, _and(item.ok, container.ok))
         return _error()
 
@@ -334,14 +371,21 @@ class _Translator:
                 return _error()
             if not z3.is_string_value(pattern.term):
                 raise Unsupported("matches() with a computed pattern is not supported by the prover", node.pos)
-            regex = regex_to_z3(pattern.term.as_string(), node.pos)
+            regex = regex_to_z3(_from_z3_string(pattern.term.as_string()), node.pos)
             return V("bool", z3.InRe(target.term, regex), _and(target.ok, pattern.ok))
         if name in ("int", "string"):
             (arg,) = args
             if arg.sort == ("int" if name == "int" else "string"):
                 return arg
             if _is_constant(arg):
-                return constant(cel.evaluate(cel.Call(name, None, (cel.Lit(_py(arg)),)), {}))
+                if not z3.is_true(z3.simplify(arg.ok)):
+                    if z3.is_false(z3.simplify(arg.ok)):
+                        return _error(name if name == "int" else "string")
+                    raise Unsupported(f"{name}() of a value that may be undefined is not supported", node.pos)
+                try:
+                    return constant(cel.evaluate(cel.Call(name, None, (cel.Lit(_py(arg)),)), {}))
+                except cel.CelEvalError:
+                    return _error(name if name == "int" else "string")
             raise Unsupported(f"{name}() conversion of a parameter is not supported by the prover", node.pos)
         raise Unsupported(f"function {name}() is not supported by the prover", node.pos)
 
@@ -377,7 +421,7 @@ def _py(value: V):
     if z3.is_int_value(value.term):
         return value.term.as_long()
     if z3.is_string_value(value.term):
-        return value.term.as_string()
+        return _from_z3_string(value.term.as_string())
     return z3.is_true(value.term)
 
 
@@ -416,12 +460,16 @@ def _union(items):
 def _concat(items):
     items = list(items)
     if not items:
-        return z3.Re(z3.StringVal(""))
+        return z3.Re(_sval(""))
     return items[0] if len(items) == 1 else z3.Concat(*items)
 
 
 def regex_to_z3(pattern: str, pos=(0, 0)):
     """A partial-match RE2 pattern (CEL ``matches``) as a Z3 regex over whole strings."""
+    if "[:" in pattern or "\\p" in pattern or "\\P" in pattern or "\\Q" in pattern:
+        # RE2 reads [[:alpha:]], \pL and \Q..\E; Python's parser does not: refuse rather than misread
+        raise Unsupported(f"regular expression {pattern!r}: POSIX classes, Unicode classes and \\Q are not "
+                          "supported by the prover", pos)
     try:
         parsed = sre_parse.parse(pattern)
     except Exception as exc:  # noqa: BLE001 - the loader validated the pattern with RE2; this is sre's opinion
@@ -458,11 +506,11 @@ def _seq(items, pattern, pos):
 
 def _item(op, arg, pattern, pos):
     if op == sre_c.LITERAL:
-        return z3.Re(z3.StringVal(chr(arg)))
+        return z3.Re(_sval(chr(arg)))
     if op == sre_c.NOT_LITERAL:
-        return _complement_char(z3.Re(z3.StringVal(chr(arg))))
+        return _complement_char(z3.Re(_sval(chr(arg))))
     if op == sre_c.ANY:
-        return _complement_char(z3.Re(z3.StringVal("\n")))  # RE2's `.` does not match a newline
+        return _complement_char(z3.Re(_sval("\n")))  # RE2's `.` does not match a newline
     if op == sre_c.IN:
         return _char_class(arg, pattern, pos)
     if op in (sre_c.MAX_REPEAT, sre_c.MIN_REPEAT, getattr(sre_c, "POSSESSIVE_REPEAT", None)):
@@ -472,6 +520,8 @@ def _item(op, arg, pattern, pos):
             if low == 0:
                 return z3.Star(body)
             return z3.Concat(z3.Loop(body, low, low), z3.Star(body)) if low > 1 else z3.Plus(body)
+        if high == 0:  # z3.Loop(r, 0, 0) means "any number"; {0} matches only the empty string
+            return z3.Re(_sval(""))
         return z3.Loop(body, low, high) if (low, high) != (0, 1) else z3.Option(body)
     if op == sre_c.SUBPATTERN:
         _group, add_flags, del_flags, sub = arg
@@ -491,7 +541,7 @@ def _char_class(items, pattern, pos):
         if op == sre_c.NEGATE:
             negate = True
         elif op == sre_c.LITERAL:
-            parts.append(z3.Re(z3.StringVal(chr(arg))))
+            parts.append(z3.Re(_sval(chr(arg))))
         elif op == sre_c.RANGE:
             parts.append(_chars(*arg))
         elif op == sre_c.CATEGORY and arg in _CATEGORIES:
@@ -515,9 +565,12 @@ class Solved:
 
 
 def solve(constraints, timeout_ms: int = 10_000) -> Solved:
-    solver = z3.Solver()
+    """Check constraints in a fresh Z3 context, so the model (the witness) does not depend on what
+    was solved before in this process: the same question always gets the same answer."""
+    ctx = z3.Context()
+    solver = z3.Solver(ctx=ctx)
     solver.set("timeout", timeout_ms)
-    solver.add(*constraints)
+    solver.add(*[c.translate(ctx) for c in constraints])
     answer = solver.check()
     if answer == z3.sat:
         return Solved("sat", solver.model())
@@ -540,11 +593,13 @@ def bool_var(name: str):
 
 def value_of(model, term, sort: str):
     """A Python value from a model for a parameter's variable."""
+    if term.ctx is not model.ctx:
+        term = term.translate(model.ctx)
     evaluated = model.eval(term, model_completion=True)
     if sort == "int":
         return evaluated.as_long()
     if sort == "string":
-        return evaluated.as_string()
+        return _from_z3_string(evaluated.as_string())
     return z3.is_true(evaluated)
 
 
@@ -552,10 +607,12 @@ def bounds(constraints, term, timeout_ms: int = 5_000) -> tuple[int | None, int 
     """The least and greatest value of an integer term under constraints (None: unbounded or unknown)."""
     result = []
     for goal in ("min", "max"):
-        opt = z3.Optimize()
+        ctx = z3.Context()
+        opt = z3.Optimize(ctx=ctx)
         opt.set("timeout", timeout_ms)
-        opt.add(*constraints)
-        handle = opt.minimize(term) if goal == "min" else opt.maximize(term)
+        opt.add(*[c.translate(ctx) for c in constraints])
+        target = term.translate(ctx)
+        handle = opt.minimize(target) if goal == "min" else opt.maximize(target)
         if opt.check() != z3.sat:
             result.append(None)
             continue
@@ -570,7 +627,7 @@ def pin(term, value, sort: str):
         return term == z3.IntVal(value)
     if sort == "bool":
         return term == z3.BoolVal(bool(value))
-    return term == z3.StringVal(value)
+    return term == _sval(value)
 
 
 def conjunction(*terms):
@@ -587,11 +644,11 @@ def negation(term):
 
 
 def enum_domain(term, values):
-    return z3.Or(*[term == z3.StringVal(v) for v in values])
+    return z3.Or(*[term == _sval(v) for v in values])
 
 
 def equals_string(term, value: str):
-    return term == z3.StringVal(value)
+    return term == _sval(value)
 
 
 def is_true(term) -> bool:
@@ -603,7 +660,7 @@ def is_false(term) -> bool:
 
 
 def string_term(value: str):
-    return z3.StringVal(value)
+    return _sval(value)
 
 
 def ite(test, then, orelse):

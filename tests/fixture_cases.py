@@ -16,13 +16,14 @@ import yaml
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 INVALID = FIXTURES / "invalid"
 EXPECTED = "expected.yaml"
+SUPPRESSIONS_FILE = "agentperm-suppressions.yaml"  # a suppressions file beside the deployment, not part of it
 
 
 def deployment_files(folder: Path) -> list[Path]:
     """The deployment files directly in a folder, sorted as the loader merges them."""
     return sorted(p for p in folder.iterdir()
                   if p.is_file() and p.suffix in (".yaml", ".yml") and p.name != EXPECTED
-                  and not p.name.startswith("."))
+                  and not p.name.startswith(".") and p.name != SUPPRESSIONS_FILE)
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,8 @@ def valid_units() -> list[ValidUnit]:
     for folder in sorted([FIXTURES, *(p for p in FIXTURES.rglob("*") if p.is_dir())]):
         relative = folder.relative_to(FIXTURES)
         if relative.parts[:1] == ("invalid",) or any(part.startswith(".") for part in relative.parts):
+            continue
+        if any(part.endswith(".tests") for part in relative.parts):  # decision test suites, beside a deployment
             continue
         files = deployment_files(folder)
         if files:

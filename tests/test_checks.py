@@ -6,18 +6,21 @@ here); every miss across every rule is collected and reported in one failure.
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
 import yaml
 from conftest import FIXTURES, build_deployment, hygienic_sections
 
-from analyzer import checks
-from analyzer.analysis import analyze
+from analyzer import checks, suppressions
+from analyzer.analysis import analyze, with_suppressions
 from analyzer.checks import STRUCTURAL_CHECKS
 from analyzer.findings import Hit
 from analyzer.loader import load
 from analyzer.rules import load_rules
 
 RULE_FIXTURES = sorted((FIXTURES / "rules").glob("*/expected.yaml"))
+FIXTURE_DAY = datetime.date(2025, 1, 1)  # "today" for fixture suppressions: outputs never read the clock
 
 
 @pytest.fixture(scope="module")
@@ -27,12 +30,20 @@ def catalogue():
 
 @pytest.fixture(scope="module")
 def fixture_results(catalogue):
-    """One analysis per fixture folder: {(folder name, "firing" | "clean"): CheckResult}."""
+    """One analysis per fixture folder: {(folder name, "firing" | "clean"): CheckResult}.
+
+    A side folder holding an ``agentperm-suppressions.yaml`` has it applied (on a fixed date),
+    as ``agentperm check`` does, so ``unused-suppression`` is tested like every other rule.
+    """
     results = {}
     for expected_path in RULE_FIXTURES:
         folder = expected_path.parent
         for side in ("firing", "clean"):
-            results[(folder.name, side)] = analyze(load(str(folder / side)), catalogue)
+            result = analyze(load(str(folder / side)), catalogue)
+            entries = folder / side / suppressions.DEFAULT_FILE
+            if entries.exists():
+                result = with_suppressions(result, suppressions.load(str(entries)), FIXTURE_DAY, catalogue)
+            results[(folder.name, side)] = result
     return results
 
 

@@ -20,7 +20,10 @@ def render_check(result: CheckResult, verbose: bool = False) -> str:
             continue
         lines.append(f"{severity.upper()} ({len(group)})")
         for finding in group:
-            mark = " [suppressed]" if finding.suppressed else ""
+            mark = ""
+            if finding.suppressed:
+                until = f", expires {finding.suppressed.expires}" if finding.suppressed.expires else ""
+                mark = f" [suppressed: {finding.suppressed.justification}{until}]"
             lines.append(f"{finding.location}: {finding.severity} {finding.rule}: {finding.message}{mark}")
             if verbose or finding.path:
                 for step in finding.path:
