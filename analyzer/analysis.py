@@ -8,6 +8,7 @@ from analyzer import loader, model
 from analyzer.checks import STRUCTURAL_CHECKS
 from analyzer.errors import Diagnostic, InputError
 from analyzer.findings import SEVERITY_RANK, CheckResult, Finding, InvariantResult
+from analyzer.gcpause import paused_gc
 from analyzer.graph import PermissionGraph
 from analyzer.rules import Rule
 
@@ -28,6 +29,11 @@ def validate_rules_against(deployment: model.Deployment, rules: dict[str, Rule])
 def analyze(deployment: model.Deployment, rules: dict[str, Rule], graph: PermissionGraph | None = None,
             prover=None) -> CheckResult:
     """Run every enabled rule; a rule that raises is reported as unknown, never as a pass."""
+    with paused_gc():
+        return _analyze(deployment, rules, graph, prover)
+
+
+def _analyze(deployment, rules, graph, prover) -> CheckResult:
     validate_rules_against(deployment, rules)
     pg = graph or PermissionGraph(deployment)
     findings: list[Finding] = []

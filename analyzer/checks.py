@@ -22,8 +22,12 @@ REQUIRED_RECORDS = ("who", "what", "when", "outcome")
 
 def shared_credential(pg: PermissionGraph) -> Iterator[Hit]:
     d = pg.deployment
+    holders_of: dict[str, list[str]] = {}
+    for agent in d.agents.values():
+        for cred_id in agent.credentials:
+            holders_of.setdefault(cred_id, []).append(agent.id)
     for cred in d.credentials.values():
-        holders = sorted(a.id for a in d.agents.values() if cred.id in a.credentials)
+        holders = sorted(holders_of.get(cred.id, ()))
         if len(holders) > 1:
             path = tuple(pg.step(node("agent", a), node("credential", cred.id), "holds") for a in holders)
             yield Hit(f"credential {cred.id} is held by {len(holders)} agents ({', '.join(holders)}): "
@@ -237,11 +241,16 @@ def _sends_out_unapproved(pg: PermissionGraph, agent_id: str) -> tuple[str, str]
 
 def lethal_trifecta(pg: PermissionGraph) -> Iterator[Hit]:
     d = pg.deployment
+    # each agent's own legs once; an agent's group only combines them
+    reads = {a: _reads_private(pg, a) for a in d.agents}
+    sends = {a: _sends_out_unapproved(pg, a) for a in d.agents}
     for agent in d.agents.values():
         group = pg.closure(agent.id)
         untrusted = next((a for a in group if d.agents[a].untrusted_input), None)
-        private = next(((a, p) for a in group if (p := _reads_private(pg, a))), None)
-        outbound = next(((a, p) for a in group if (p := _sends_out_unapproved(pg, a))), None)
+        if untrusted is None:
+            continue
+        private = next(((a, reads[a]) for a in group if reads[a]), None)
+        outbound = next(((a, sends[a]) for a in group if sends[a]), None)
         if untrusted is None or private is None or outbound is None:
             continue
         contributors = sorted({untrusted, private[0], outbound[0]} - {agent.id})

@@ -15,6 +15,7 @@ import networkx as nx
 
 from analyzer import model, risk
 from analyzer.errors import Loc
+from analyzer.gcpause import paused_gc
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,11 @@ class PermissionGraph:
     def __init__(self, deployment: model.Deployment):
         self.deployment = deployment
         self.g = nx.MultiDiGraph()
-        self._build()
+        self._pending: list[tuple] = []
+        with paused_gc():
+            self._build()
+            self.g.add_edges_from(self._pending)
+        del self._pending
 
     # ---- construction ------------------------------------------------------------------
     def _node(self, kind: str, ident: str, loc: Loc | None, label: str | None = None, **attrs) -> str:
@@ -74,7 +79,8 @@ class PermissionGraph:
         return name
 
     def _edge(self, source: str, target: str, kind: str, reason: str, loc: Loc | None, **attrs) -> None:
-        self.g.add_edge(source, target, key=kind, kind=kind, reason=reason, loc=loc, **attrs)
+        # collected, then added in one add_edges_from (networkx's per-call add_edge is the slow part)
+        self._pending.append((source, target, kind, {"kind": kind, "reason": reason, "loc": loc, **attrs}))
 
     def _build(self) -> None:
         d = self.deployment

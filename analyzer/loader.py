@@ -15,6 +15,7 @@ from types import MappingProxyType
 
 from analyzer import conditions, model, spec
 from analyzer.errors import Diagnostic, InputError, Loc
+from analyzer.gcpause import paused_gc
 from analyzer.yamlsrc import Document, YamlError, decode_text, parse_yaml, read_bytes
 
 MAP_SECTIONS = ("tenants", "people", "tools", "roles", "agents", "credentials", "gates", "workflows")
@@ -67,6 +68,11 @@ def find_files(paths: Iterable[str]) -> tuple[list[tuple[str, str]], list[Diagno
 
 def load(paths: str | Iterable[str]) -> model.Deployment:
     """Load and validate a deployment from files and directories; raises InputError."""
+    with paused_gc():
+        return _load(paths)
+
+
+def _load(paths: str | Iterable[str]) -> model.Deployment:
     if isinstance(paths, str):
         paths = [paths]
     paths = list(paths)
@@ -114,6 +120,7 @@ class _Builder:
         self.singles: dict[str, tuple[Document, dict]] = {}
         self.guardrails: list[tuple[Document, int, dict]] = []
         self.format_loc: Loc | None = None
+        self.parsed: dict[str, object] = {}
 
     def error(self, loc: Loc, message: str, hint: str | None = None) -> None:
         self.problems.append(Diagnostic(loc, message, hint))
@@ -204,7 +211,10 @@ class _Builder:
             return None
         loc = doc.value_loc(path)
         try:
-            expr = conditions.parse_cel(text)
+            # the AST is immutable: the same text (repeated across roles) is parsed once
+            expr = self.parsed.get(text)
+            if expr is None:
+                expr = self.parsed[text] = conditions.parse_cel(text)
         except conditions.CelSyntaxError as exc:
             self.error(loc, f"CEL error at line {exc.line}, column {exc.column} of the expression: {exc.message}",
                        None)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
@@ -307,7 +308,11 @@ class Deployment:
             if perm.operations == STAR or op.id in perm.operations:
                 yield tool, op
 
+    @cached_property
+    def real_gates(self) -> frozenset[str]:
+        """Gates with at least one person among their approvers."""
+        return frozenset(g.id for g in self.gates.values() if any(a in self.people for a in g.approvers))
+
     def is_real_gate(self, gate_id: str | None) -> bool:
         """A gate is real only if at least one approver is a person (FORMAT §4)."""
-        gate = self.gates.get(gate_id) if gate_id else None
-        return gate is not None and any(a in self.people for a in gate.approvers)
+        return gate_id in self.real_gates

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from analyzer import conditions, model, reach, risk, smt
@@ -123,6 +124,10 @@ class Prover:
         self._refs: dict[int, frozenset] = {}
         self._cache: dict[tuple, Answer] = {}
 
+    @cached_property
+    def unreal_gates(self) -> list[str]:
+        return sorted(set(self.d.gates) - self.d.real_gates)
+
     @property
     def all_cases(self) -> list[Case]:
         if self._cases is None:
@@ -192,7 +197,7 @@ class Prover:
         gates: list[str | None] = [None]
         mentions_gate = any(("call", "gate") in self.refs(c) for c in self.case_conditions(case, never))
         if goal == "ungated":
-            unreal = sorted(g for g in self.d.gates if not self.d.is_real_gate(g))
+            unreal = self.unreal_gates
             if mentions_gate:
                 return gates + unreal
             return gates + sorted({g.approval for g in case.grants if g.approval in unreal})
@@ -220,8 +225,11 @@ class Prover:
                 "effect": case.operation.effect, "workflow": case.workflow.id, "tenant": case.tenant,
                 "home": case.workflow.tenant, "gate": gate, "delegated": len(case.chain) > 1}
 
-    def shape_key(self, question: Question, usable: tuple[model.Permission, ...]) -> tuple:
-        """Cases that agree on everything their conditions can see share one solver answer."""
+    def shape_key(self, question: Question, usable: tuple[model.Permission, ...], symbolic: bool = False) -> tuple:
+        """Cases that agree on everything their conditions can see share one solver answer.
+
+        With ``symbolic``, tenant attributes count only by type: the key of a question asked
+        for every tenant at once (an attribute is then any value of its type)."""
         case = question.case
         call = self.call_constants(case, question.gate)
         tenant = self.d.tenants[case.tenant]
@@ -233,11 +241,15 @@ class Prover:
                 elif root == "call" or root == "tenant" and name is None:
                     seen.append((root, None, case.tenant, case.agent, case.workflow.id, question.gate))
                 elif root == "tenant":
-                    seen.append(("tenant", name, case.tenant if name == "id" else
-                                 _hashable(tenant.attributes.get(name, _MISSING))))
+                    value = case.tenant if name == "id" else tenant.attributes.get(name, _MISSING)
+                    seen.append(("tenant", name, type(value).__name__ if symbolic and value is not _MISSING
+                                 else _hashable(value)))
         declared = risk.declared_risk(case.operation, self.d.policy)
-        return (question.goal, id(question.never), case.tool.id, case.operation.id, case.tool.enforced_by,
-                tuple(id(g) for g in usable), tuple(id(d) for d in case.denies), declared,
+        return (symbolic, question.goal, id(question.never), case.tool.id, case.operation.id, case.tool.enforced_by,
+                # grants and denies count by what the solver sees of them, so identical grants of
+                # different roles (the common case in large deployments) share one answer
+                tuple(sorted({(g.when.source if g.when else "", g.fields is None, g.fields or ()) for g in usable})),
+                tuple(sorted({d.when.source for d in case.denies})), declared,
                 case.tenant == case.workflow.tenant, tuple(seen))
 
     def ask(self, question: Question) -> Answer:
@@ -248,12 +260,29 @@ class Prover:
         key = self.shape_key(question, usable)
         cached = self._cache.get(key)
         if cached is None:
-            cached = self._solve(question, usable)
+            if self._sees_tenant(question):
+                # first for every tenant at once: when no tenant's attributes can open a hole, none can
+                general_key = self.shape_key(question, usable, symbolic=True)
+                general = self._cache.get(general_key)
+                if general is None:
+                    general = self._solve(question, usable, symbolic=True)
+                    self._cache[general_key] = general
+                if general.status == "unsat":
+                    cached = general
+            if cached is None:
+                cached = self._solve(question, usable)
             self._cache[key] = cached
         return cached
 
-    def encode(self, case: Case, gate: str | None, usable: tuple[model.Permission, ...]) -> Encoding:
-        """allowed(c) and risk(c) for a case and gate, over Z3 variables for its params and fields."""
+    def _sees_tenant(self, question: Question) -> bool:
+        return any(root == "tenant" and name is not None
+                   for cond in self.case_conditions(question.case, question.never)
+                   for root, name in self.refs(cond))
+
+    def encode(self, case: Case, gate: str | None, usable: tuple[model.Permission, ...],
+               symbolic: bool = False) -> Encoding:
+        """allowed(c) and risk(c) for a case and gate, over Z3 variables for its params and fields
+        (and, with ``symbolic``, for the target tenant's id and attributes)."""
         op = case.operation
         params = {}
         variables = {}
@@ -274,7 +303,8 @@ class Prover:
         flags = {name: smt.bool_var(f"f.{name}") for name in op.fields}
         tenant = {**self.d.tenants[case.tenant].attributes, "id": case.tenant}
         call = self.call_constants(case, gate)
-        env = smt.Env(call, params, flags, tenant)
+        symbols = {name: smt.symbol(f"t.{name}", value) for name, value in tenant.items()} if symbolic else None
+        env = smt.Env(call, params, flags, tenant, tenant_symbols=symbols)
         grant_terms = []
         for grant in usable:
             parts = []
@@ -293,18 +323,20 @@ class Prover:
             high = smt.holds_or_errors(smt.translate(op.high_risk_when.expr, env))
         return Encoding(allowed, variables, flags, declared, high, call, params, tenant)
 
-    def _solve(self, question: Question, usable: tuple[model.Permission, ...]) -> Answer:
+    def _solve(self, question: Question, usable: tuple[model.Permission, ...], symbolic: bool = False) -> Answer:
         case = question.case
         op = case.operation
         policy = self.d.policy
         declared = risk.declared_risk(op, policy)
+        can_raise = op.high_risk_when is not None and declared != "high"
+        if question.goal == "ungated" and not risk.needs_approval(declared, policy) and not (
+                can_raise and risk.needs_approval("high", policy)):
+            return Answer("unsat")  # no call of this operation ever needs approval
         conditional = any(g.when for g in usable) or bool(case.denies) or question.never is not None or (
-            question.goal == "ungated" and op.high_risk_when is not None and declared != "high")
+            question.goal == "ungated" and can_raise and not risk.needs_approval(declared, policy))
         if not conditional:
-            if question.goal == "ungated" and not risk.needs_approval(declared, policy):
-                return Answer("unsat")
             return Answer("sat", params=_default_params(op), fields=())
-        enc = self.encode(case, question.gate, usable)
+        enc = self.encode(case, question.gate, usable, symbolic)
         constraints = list(enc.allowed)
         if question.goal == "ungated":
             if risk.needs_approval(declared, policy):
@@ -318,7 +350,7 @@ class Prover:
                                extra_call={"risk": smt.V("string", enc.risk_term())})
             constraints.append(smt.holds(smt.translate(question.never.expr, env_risk)))
         solved = smt.solve(constraints, self.timeout_ms)
-        if solved.status != "sat":
+        if solved.status != "sat" or symbolic:
             return Answer(solved.status, reason=solved.reason)
         values = {name: smt.value_of(solved.model, term, sort) for name, (term, sort) in enc.variables.items()}
         chosen = tuple(sorted(f for f, flag in enc.flags.items() if smt.value_of(solved.model, flag, "bool")))

@@ -88,13 +88,26 @@ class Env:
     """The variables a condition sees: constants and Z3 variables (params, fields)."""
 
     def __init__(self, call: Mapping[str, Any], params: Mapping[str, V], fields: Mapping[str, Any],
-                 tenant: Mapping[str, Any], extra_call: Mapping[str, V] | None = None):
+                 tenant: Mapping[str, Any], extra_call: Mapping[str, V] | None = None,
+                 tenant_symbols: Mapping[str, V] | None = None):
         self.roots: dict[str, V] = {
             "call": V("map", {**{k: constant(v) for k, v in call.items()}, **(extra_call or {})}),
             "params": V("map", dict(params)),
             "fields": V("fieldset", dict(fields)),
-            "tenant": V("map", {k: constant(v) for k, v in tenant.items()}),
+            "tenant": V("map", dict(tenant_symbols) if tenant_symbols is not None
+                        else {k: constant(v) for k, v in tenant.items()}),
         }
+
+
+def symbol(name: str, like: Any) -> V:
+    """A free variable of the same CEL type as a constant (a tenant attribute asked for every tenant)."""
+    if isinstance(like, bool):
+        return V("bool", z3.Bool(name))
+    if isinstance(like, int):
+        return V("int", z3.Int(name))
+    if isinstance(like, str):
+        return V("string", z3.String(name))
+    return constant(like)
 
 
 def translate(expr: cel.Expr, env: Env) -> V:

@@ -165,7 +165,9 @@ def worker_check(directory: str) -> dict:
     start, cpu_start = time.perf_counter(), time.process_time()
     result = _pipeline(directory)
     total_s, cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
-    return {"total_s": total_s, "cpu_s": cpu_s, "import_s": import_s, "peak_mb": _peak_mb(), **_summary(result)}
+    import analyzer
+
+    return {"total_s": total_s, "cpu_s": cpu_s, "import_s": import_s, "code": os.path.dirname(analyzer.__file__), "peak_mb": _peak_mb(), **_summary(result)}
 
 
 def worker_profile(directory: str, top: int) -> dict:
@@ -198,10 +200,41 @@ def worker_profile(directory: str, top: int) -> dict:
 # ---------------------------------------------------------------------------------------------
 # Driver side
 
+#: Where the workers import `analyzer` from: the repository, or a frozen copy (--snapshot).
+CODE_ROOT = ROOT
+
+
+def code_digest(root: str) -> str:
+    """A short digest of analyzer/**/*.py and rules/*.yaml, to tell measured code versions apart."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for folder in ("analyzer", "rules"):
+        for base, dirs, files in os.walk(os.path.join(root, folder)):
+            dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+            for name in sorted(files):
+                if name.endswith((".py", ".yaml", ".yml", ".html", ".j2")):
+                    path = os.path.join(base, name)
+                    digest.update(os.path.relpath(path, root).encode() + b"\0")
+                    with open(path, "rb") as handle:
+                        digest.update(handle.read())
+    return digest.hexdigest()[:12]
+
+
+def snapshot(into: str) -> str:
+    """Copy analyzer/ and rules/ so that edits made during a long run do not mix code versions."""
+    import shutil
+
+    for folder in ("analyzer", "rules"):
+        shutil.copytree(os.path.join(ROOT, folder), os.path.join(into, folder),
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    return into
+
+
 def run_worker(mode: str, directory: str, timeout: float | None, extra: list[str] = ()) -> dict:
     command = [sys.executable, os.path.abspath(__file__), "--worker", mode, "--dir", directory, *extra]
     env = dict(os.environ)
-    env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["PYTHONPATH"] = CODE_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     try:
         proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env,
                               check=False)
@@ -286,7 +319,8 @@ def measure(tenants: int, seed: int, timeout: float | None, keep: str | None) ->
         else:
             row.update(total_s=check["total_s"], cpu_s=check["cpu_s"], peak_mb=check["peak_mb"], findings=check["findings"])
             print(f"[{tenants} tenants] check end to end: {check['total_s']:.2f} s, peak {check['peak_mb']:.0f} MB, "
-                  f"{check['findings']} findings (imports, not timed: {check['import_s']:.2f} s)", flush=True)
+                  f"{check['findings']} findings (imports, not timed: {check['import_s']:.2f} s; "
+                  f"code from {check['code']})", flush=True)
     if row.get("total_s") and row.get("json_s"):
         row["ratio_json"] = row["total_s"] / row["json_s"]
     return row
@@ -350,6 +384,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=15, help="rows of the profile (default 15)")
     parser.add_argument("--breakdown", action="store_true",
                         help="also time each structural rule and the prover's parts (stages subprocess)")
+    parser.add_argument("--snapshot", action=argparse.BooleanOptionalAction, default=True,
+                        help="measure a frozen copy of analyzer/ and rules/ taken at start (default: on), so "
+                             "concurrent edits cannot mix code versions within one run")
     parser.add_argument("--keep", metavar="DIR", help="keep generated deployments under DIR/tenants-N")
     parser.add_argument("--json", metavar="FILE", help="also write the raw measurements as JSON")
     parser.add_argument("--worker", choices=["stages", "check", "profile"], help=argparse.SUPPRESS)
@@ -376,8 +413,21 @@ def main(argv: list[str] | None = None) -> int:
         sizes = sorted(set(sizes) | {TARGET_TENANTS // 2, TARGET_TENANTS})
     if any(s < 1 for s in sizes):
         parser.error("sizes must be at least 1")
+    global CODE_ROOT
+    frozen = tempfile.TemporaryDirectory(prefix="agentperm-bench-code-") if args.snapshot else None
+    if frozen is not None:
+        CODE_ROOT = snapshot(frozen.name)
+    try:
+        return _run(args, sizes)
+    finally:
+        if frozen is not None:
+            frozen.cleanup()
+
+
+def _run(args, sizes: list[int]) -> int:
     print(f"agentperm check benchmark: sizes {sizes}, seed {args.seed}, python {sys.version.split()[0]}, "
-          f"{os.cpu_count()} CPUs", flush=True)
+          f"{os.cpu_count()} CPUs, analyzer code {code_digest(CODE_ROOT)}"
+          f"{' (frozen copy)' if CODE_ROOT != ROOT else ''}", flush=True)
 
     rows: list[dict] = []
     if not args.profile_only:
