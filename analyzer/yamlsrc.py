@@ -18,9 +18,26 @@ import yaml
 from analyzer.errors import Diagnostic, Loc
 
 try:  # libyaml when available (the normal case); the pure-Python loader otherwise
-    _Loader = yaml.CSafeLoader
+    _BaseLoader = yaml.CSafeLoader
 except AttributeError:  # pragma: no cover - depends on the PyYAML build
-    _Loader = yaml.SafeLoader
+    _BaseLoader = yaml.SafeLoader
+
+_RESOLVED: dict = {}  # (value, implicit) → tag of a plain scalar; deployments repeat their values a lot
+
+
+class _Loader(_BaseLoader):
+    """libyaml with the implicit-tag resolver memoised (its regex matching was the composer's cost)."""
+
+    def resolve(self, kind, value, implicit):
+        if kind is not yaml.ScalarNode:
+            return super().resolve(kind, value, implicit)
+        key = (value, implicit)
+        tag = _RESOLVED.get(key)
+        if tag is None:
+            tag = super().resolve(kind, value, implicit)
+            if len(_RESOLVED) < 200_000:
+                _RESOLVED[key] = tag
+        return tag
 
 #: Largest file accepted, in bytes (a deployment of 100,000 agents is well below).
 MAX_FILE_BYTES = 256 * 1024 * 1024
@@ -34,28 +51,39 @@ Path = tuple  # a value's path from the document root: ("tools", "crm", "operati
 
 @dataclass
 class Document:
-    """One parsed file: its data and the position of every key and value by path."""
+    """One parsed file: its data and the position of every key and value by path.
+
+    Positions are kept as (line, column) pairs and become :class:`Loc` only when asked for:
+    a large deployment has millions of nodes and needs a few positions.
+    """
 
     file: str
     data: Any
-    key_locs: dict[Path, Loc]  # where the key naming the value at this path is
-    value_locs: dict[Path, Loc]  # where the value at this path starts
+    key_marks: dict[Path, tuple[int, int]]  # where the key naming the value at this path is
+    value_marks: dict[Path, tuple[int, int]]  # where the value at this path starts
+
+    @property
+    def key_locs(self) -> dict[Path, Loc]:
+        return {path: Loc(self.file, *mark) for path, mark in self.key_marks.items()}
+
+    @property
+    def value_locs(self) -> dict[Path, Loc]:
+        return {path: Loc(self.file, *mark) for path, mark in self.value_marks.items()}
 
     def loc(self, path: Path) -> Loc:
         """The best position for a path: its key, else its value, else the nearest parent's."""
         path = tuple(path)
         while True:
-            if path in self.key_locs:
-                return self.key_locs[path]
-            if path in self.value_locs:
-                return self.value_locs[path]
+            mark = self.key_marks.get(path) or self.value_marks.get(path)
+            if mark is not None:
+                return Loc(self.file, *mark)
             if not path:
                 return Loc(self.file, 1, 1)
             path = path[:-1]
 
     def value_loc(self, path: Path) -> Loc:
-        path = tuple(path)
-        return self.value_locs.get(path) or self.loc(path)
+        mark = self.value_marks.get(tuple(path))
+        return Loc(self.file, *mark) if mark is not None else self.loc(path)
 
 
 class YamlError(Exception):
@@ -141,12 +169,13 @@ def parse_yaml(file: str, text: str) -> Document:
         loader.dispose()
     if root is None:
         return Document(file, None, {}, {})
-    _check_expansion(file, root)
+    if "&" in text:  # without an anchor there is no alias, so no expansion to bound
+        _check_expansion(file, root)
     builder = _Builder(file)
-    data = builder.build(root, ())
+    data = builder.build(root, (), 1)
     if builder.errors:
         raise YamlError(builder.errors)
-    return Document(file, data, builder.key_locs, builder.value_locs)
+    return Document(file, data, builder.key_marks, builder.value_marks)
 
 
 def _check_expansion(file: str, root) -> None:
@@ -207,24 +236,31 @@ class _Builder:
     def __init__(self, file: str):
         self.file = file
         self.errors: list[Diagnostic] = []
-        self.key_locs: dict[Path, Loc] = {}
-        self.value_locs: dict[Path, Loc] = {}
+        self.key_marks: dict[Path, tuple[int, int]] = {}
+        self.value_marks: dict[Path, tuple[int, int]] = {}
 
     def loc(self, node) -> Loc:
         return _mark_loc(self.file, node.start_mark)
 
-    def build(self, node, path: Path):
-        self.value_locs.setdefault(path, self.loc(node))
-        if isinstance(node, yaml.ScalarNode):
+    def build(self, node, path: Path, depth: int):
+        if path not in self.value_marks:
+            mark = node.start_mark
+            self.value_marks[path] = (mark.line + 1, mark.column + 1)
+        kind = type(node)
+        if kind is yaml.ScalarNode:
             return self.scalar(node)
-        if isinstance(node, yaml.SequenceNode):
-            return [self.build(item, path + (index,)) for index, item in enumerate(node.value)]
-        if isinstance(node, yaml.MappingNode):
-            return self.mapping(node, path)
+        if depth > MAX_DEPTH:
+            raise YamlError([Diagnostic(self.loc(node), f"YAML nested more than {MAX_DEPTH} levels deep")])
+        if kind is yaml.SequenceNode:
+            return [self.build(item, path + (index,), depth + 1) for index, item in enumerate(node.value)]
+        if kind is yaml.MappingNode:
+            return self.mapping(node, path, depth)
         self.errors.append(Diagnostic(self.loc(node), "unsupported YAML node"))  # pragma: no cover
         return None
 
     def scalar(self, node):
+        if node.tag == _STR:  # nearly every scalar of a deployment
+            return node.value
         if node.tag not in _SCALAR_BUILDERS:
             self.errors.append(Diagnostic(self.loc(node), f"unsupported YAML tag {node.tag}",
                                           "remove the explicit tag"))
@@ -238,39 +274,38 @@ class _Builder:
             self.errors.append(Diagnostic(self.loc(node), f"bad scalar {node.value!r}: {exc}"))
             return node.value
 
-    def mapping(self, node, path: Path) -> dict:
+    def mapping(self, node, path: Path, depth: int) -> dict:
         result: dict = {}
-        seen: dict = {}
         merged: dict = {}
+        key_marks = self.key_marks
         for key_node, value_node in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
-                merged.update(self.merge_source(value_node, path))
+                merged.update(self.merge_source(value_node, path, depth))
                 continue
-            if not isinstance(key_node, yaml.ScalarNode):
+            if type(key_node) is not yaml.ScalarNode:
                 self.errors.append(Diagnostic(self.loc(key_node), "mapping keys must be plain scalars"))
                 continue
             # keys are ids and field names: keep their text (`on`, `007` and `1e3` stay as written)
             key = key_node.value
-            if key in seen:
-                first = seen[key]
+            child = path + (key,)
+            if key in result:
                 self.errors.append(Diagnostic(self.loc(key_node),
-                                              f"duplicate key {key!r} (first defined at line {first.line})",
+                                              f"duplicate key {key!r} (first defined at line {key_marks[child][0]})",
                                               "YAML keeps only one of them; remove or rename the other"))
                 continue
-            seen[key] = self.loc(key_node)
-            child = path + (key,)
-            self.key_locs[child] = seen[key]
-            result[key] = self.build(value_node, child)
+            mark = key_node.start_mark
+            key_marks[child] = (mark.line + 1, mark.column + 1)
+            result[key] = self.build(value_node, child, depth + 1)
         for key, value in merged.items():  # `<<` merges: explicit keys win, as YAML says
             result.setdefault(key, value)
         return result
 
-    def merge_source(self, node, path: Path) -> dict:
+    def merge_source(self, node, path: Path, depth: int) -> dict:
         sources = node.value if isinstance(node, yaml.SequenceNode) else [node]
         merged: dict = {}
         for source in reversed(sources):  # earlier sources take precedence
             if not isinstance(source, yaml.MappingNode):
                 self.errors.append(Diagnostic(self.loc(source), "a YAML merge (<<) needs a mapping"))
                 continue
-            merged.update(self.mapping(source, path))
+            merged.update(self.mapping(source, path, depth))
         return merged
