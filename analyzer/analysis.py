@@ -27,46 +27,63 @@ def validate_rules_against(deployment: model.Deployment, rules: dict[str, Rule])
 
 
 def analyze(deployment: model.Deployment, rules: dict[str, Rule], graph: PermissionGraph | None = None,
-            prover=None) -> CheckResult:
-    """Run every enabled rule; a rule that raises is reported as unknown, never as a pass."""
+            prover=None, progress=None, jobs: int = 1) -> CheckResult:
+    """Run every enabled rule; a rule that raises is reported as unknown, never as a pass.
+
+    ``progress`` (:mod:`analyzer.progress`) hears about the graph, rules and proofs stages
+    (silent by default); ``jobs`` > 1 lets the prover split large proofs across processes."""
+    from analyzer import progress as progress_module
+
     with paused_gc():
-        return _analyze(deployment, rules, graph, prover)
+        return _analyze(deployment, rules, graph, prover, progress or progress_module.NULL, jobs)
 
 
-def _analyze(deployment, rules, graph, prover) -> CheckResult:
+def _analyze(deployment, rules, graph, prover, progress, jobs) -> CheckResult:
     validate_rules_against(deployment, rules)
-    pg = graph or PermissionGraph(deployment)
+    if graph is None:
+        with progress.stage("graph"):
+            graph = PermissionGraph(deployment)
+    pg = graph
     findings: list[Finding] = []
     invariants: list[InvariantResult] = []
-    ran: list[str] = []
-    for rule in rules.values():
-        if not rule.enabled:
-            continue
-        ran.append(rule.id)
-        if rule.is_invariant:
-            if prover is None:
-                from analyzer.prover import Prover  # the solver loads only when an invariant runs
+    enabled = [rule for rule in rules.values() if rule.enabled]
+    ran = [rule.id for rule in enabled]
+    structural = [rule for rule in enabled if not rule.is_invariant]
+    proofs = [rule for rule in enabled if rule.is_invariant]
+    with progress.stage("rules", total=len(structural)) as stage:
+        for rule in structural:
+            _structural(pg, rule, findings, invariants)
+            stage.advance()
+    if proofs:
+        if prover is None:
+            from analyzer.prover import Prover  # the solver loads only when an invariant runs
 
-                prover = Prover(pg)
-            result, found = prover(pg, rule)
+            prover = Prover(pg, progress=progress, jobs=jobs)
+        if hasattr(prover, "prove_many"):
+            outcomes = prover.prove_many(proofs)
+        else:
+            outcomes = [prover(pg, rule) for rule in proofs]
+        for result, found in outcomes:
             invariants.append(result)
             findings.extend(found)
-            continue
-        check = STRUCTURAL_CHECKS[rule.check]
-        try:
-            hits = list(check(pg))
-        except Exception as exc:  # noqa: BLE001 - fail closed: a crashing rule is undecided, not clean
-            invariants.append(InvariantResult(rule.id, "unknown", reason=f"internal error in rule {rule.id}: "
-                                              f"{type(exc).__name__}: {exc}; "
-                                              + traceback.format_exc(limit=3).splitlines()[-1]))
-            continue
-        for hit in hits:
-            severity = rule.severity if rule.severity_overridden or hit.severity is None else hit.severity
-            findings.append(Finding(rule.id, severity, hit.message, hit.subjects, hit.location, hit.path,
-                                    hit.witness))
     findings.sort(key=Finding.sort_key)
     invariants.sort(key=lambda r: r.id)
     return CheckResult(deployment.paths, deployment.digest, tuple(invariants), tuple(findings), tuple(sorted(ran)))
+
+
+def _structural(pg, rule, findings, invariants) -> None:
+    check = STRUCTURAL_CHECKS[rule.check]
+    try:
+        hits = list(check(pg))
+    except Exception as exc:  # noqa: BLE001 - fail closed: a crashing rule is undecided, not clean
+        invariants.append(InvariantResult(rule.id, "unknown", reason=f"internal error in rule {rule.id}: "
+                                          f"{type(exc).__name__}: {exc}; "
+                                          + traceback.format_exc(limit=3).splitlines()[-1]))
+        return
+    for hit in hits:
+        severity = rule.severity if rule.severity_overridden or hit.severity is None else hit.severity
+        findings.append(Finding(rule.id, severity, hit.message, hit.subjects, hit.location, hit.path,
+                                hit.witness))
 
 
 def with_suppressions(result: CheckResult, suppressions, today, rules: dict[str, Rule]) -> CheckResult:

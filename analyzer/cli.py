@@ -83,22 +83,45 @@ def main() -> None:
               help="The day suppression expiry is judged on (default: today).")
 @click.option("--report", "report_file", type=click.Path(dir_okay=False),
               help="Also write the HTML audit report to this file (dated with --date).")
-def check(paths, rule_dirs, fmt, output, fail_on, suppressions_file, today, report_file):
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Worker processes for the proofs of large deployments (default: the cores available).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr (it is only shown on a terminal).")
+def check(paths, rule_dirs, fmt, output, fail_on, suppressions_file, today, report_file, jobs, quiet):
     """Check deployments (files or directories) against every rule."""
     from analyzer import suppressions
     from analyzer.analysis import analyze, with_suppressions
+    from analyzer.progress import for_cli
     from analyzer.render.formats import render_check
     from analyzer.rules import load_rules
 
-    deployment = _load(paths)
-    rules = load_rules(rule_dirs)
-    entries = suppressions.for_check(paths, suppressions_file)
-    graph = _graph(deployment)
-    result = with_suppressions(analyze(deployment, rules, graph), entries, today, rules)
-    _write(render_check(result, fmt, rules, fail_on), output)
-    if report_file:
-        _write_report(report_file, result, graph, rules, today, fail_on)
+    progress = for_cli(quiet)
+    try:
+        with progress.stage("load"):
+            deployment = _load(paths)
+        rules = load_rules(rule_dirs)
+        entries = suppressions.for_check(paths, suppressions_file)
+        with progress.stage("graph"):
+            graph = _graph(deployment)
+        result = with_suppressions(analyze(deployment, rules, graph, progress=progress, jobs=jobs or _cores()),
+                                   entries, today, rules)
+        with progress.stage("report"):
+            rendered = render_check(result, fmt, rules, fail_on)
+        _write(rendered, output)
+        if report_file:
+            with progress.stage("report (HTML)"):
+                _write_report(report_file, result, graph, rules, today, fail_on)
+    finally:
+        progress.close()
     sys.exit(result.exit_code(fail_on))
+
+
+def _cores() -> int:
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 @main.command()
@@ -250,12 +273,20 @@ def explain(path, agent, tool, operation):
 @click.argument("new", type=click.Path())
 @click.option("--format", "fmt", type=click.Choice(OUTPUT_FORMATS), default="text", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write to this file instead of stdout.")
-def diff_command(old, new, fmt, output):
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr (it is only shown on a terminal).")
+def diff_command(old, new, fmt, output, quiet):
     """Every access NEW allows that OLD did not (exit 1 when there is any)."""
     from analyzer import diff
+    from analyzer.progress import for_cli
     from analyzer.render.formats import render_diff
 
-    result = diff.diff(_load([old]), _load([new]))
+    progress = for_cli(quiet)
+    try:
+        with progress.stage("load"):
+            before, after = _load([old]), _load([new])
+        result = diff.diff(before, after, progress=progress)
+    finally:
+        progress.close()
     _write(render_diff(result, fmt), output)
     sys.exit(result.exit_code())
 

@@ -24,11 +24,9 @@ def _load(path: str):
 
 
 def _emit(text: str, output: str | None) -> None:
-    if output:
-        with open(output, "w", encoding="utf-8") as handle:
-            handle.write(text)
-    else:
-        click.echo(text, nl=False)
+    from analyzer.cli import _write  # imported late: analyzer.cli registers these commands
+
+    _write(text, output)
 
 
 def _default_reference_deployment(path: str) -> None:

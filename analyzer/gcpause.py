@@ -20,4 +20,7 @@ def paused_gc():
         yield
     finally:
         if was_enabled:
+            # what was built stays alive: keep it out of every later collection instead of
+            # walking it all once the collector is back on
+            gc.freeze()
             gc.enable()

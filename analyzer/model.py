@@ -297,8 +297,21 @@ class Deployment:
             for op_id in sorted(tool.operations):
                 yield tool, tool.operations[op_id]
 
-    def operations_of(self, perm: Permission):
-        """The (tool, operation) pairs a grant, deny or guardrail names, in a stable order."""
+    @cached_property
+    def _operations_cache(self) -> dict:
+        return {}
+
+    def operations_of(self, perm: Permission) -> tuple:
+        """The (tool, operation) pairs a grant, deny or guardrail names, in a stable order.
+
+        Remembered per permission: roles are shared by many agents and asked about again and again."""
+        cache = self._operations_cache
+        found = cache.get(id(perm))
+        if found is None or found[0] is not perm:
+            found = cache[id(perm)] = (perm, tuple(self._operations_of(perm)))
+        return found[1]
+
+    def _operations_of(self, perm: Permission):
         if perm.tool == STAR:
             candidates = self.all_operations()
         else:

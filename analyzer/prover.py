@@ -86,43 +86,136 @@ class Answer:
     region: str | None = None
 
 
-def cases(deployment: model.Deployment) -> Iterator[Case]:
-    """Every structural case, in a stable order (workflow, agent, tool, operation, tenant)."""
-    for wf_id in sorted(deployment.workflows):
-        wf = deployment.workflows[wf_id]
-        for agent_id, chain in sorted(reach.chains(deployment, wf).items()):
-            agent = deployment.agents[agent_id]
-            by_operation: dict[tuple[str, str], list[model.Permission]] = {}
-            for role_id in agent.roles:
-                for grant in deployment.roles[role_id].grants:
-                    for tool, op in deployment.operations_of(grant):
-                        if wf.uses(tool.id):
-                            by_operation.setdefault((tool.id, op.id), []).append(grant)
-            for (tool_id, op_id), grants in sorted(by_operation.items()):
-                tool = deployment.tools[tool_id]
-                denies = list(reach.denies_for(deployment, agent, wf.tenant, tool_id, op_id))
-                if any(d.when is None for d in denies):
-                    continue
-                tenants: set[str] = set()
-                for cred_id in agent.credentials:
-                    cred = deployment.credentials[cred_id]
-                    if cred.covers(tool_id):
-                        tenants |= reach.reach_of(deployment, cred, tool, wf)
-                for tenant in sorted(tenants):
-                    yield Case(wf, chain, tool, tool.operations[op_id], tenant, tuple(grants), tuple(denies))
+def cases(deployment: model.Deployment, workflows=None) -> Iterator[Case]:
+    """Every structural case, in a stable order (workflow, agent, tool, operation, tenant).
+
+    With ``workflows`` (ids), only the cases of those workflows, in the same order."""
+    for wf_id in sorted(deployment.workflows if workflows is None else workflows):
+        yield from workflow_cases(deployment, deployment.workflows[wf_id])
+
+
+def workflow_cases(deployment: model.Deployment, wf: model.Workflow, agents=None) -> Iterator[Case]:
+    """The cases of one workflow (with ``agents``, only those whose acting agent is among them)."""
+    for agent_id, chain in sorted(reach.chains(deployment, wf).items()):
+        if agents is not None and agent_id not in agents:
+            continue
+        agent = deployment.agents[agent_id]
+        by_operation: dict[tuple[str, str], list[model.Permission]] = {}
+        for role_id in agent.roles:
+            for grant in deployment.roles[role_id].grants:
+                for tool, op in deployment.operations_of(grant):
+                    if wf.uses(tool.id):
+                        by_operation.setdefault((tool.id, op.id), []).append(grant)
+        for (tool_id, op_id), grants in sorted(by_operation.items()):
+            tool = deployment.tools[tool_id]
+            denies = list(reach.denies_for(deployment, agent, wf.tenant, tool_id, op_id))
+            if any(d.when is None for d in denies):
+                continue
+            tenants: set[str] = set()
+            for cred_id in agent.credentials:
+                cred = deployment.credentials[cred_id]
+                if cred.covers(tool_id):
+                    tenants |= reach.reach_of(deployment, cred, tool, wf)
+            for tenant in sorted(tenants):
+                yield Case(wf, chain, tool, tool.operations[op_id], tenant, tuple(grants), tuple(denies))
+
+
+def estimated_cases(deployment: model.Deployment) -> int:
+    """A cheap estimate of how many cases there are (grant entries reachable per workflow), to
+    decide whether splitting the proofs across processes pays before enumerating anything."""
+    return sum(workflow_weight(deployment, wf) for wf in deployment.workflows.values())
+
+
+def workflow_weight(deployment: model.Deployment, wf: model.Workflow) -> int:
+    """Grant entries of the agents that can act in a workflow: roughly how many cases it has."""
+    return sum(len(deployment.roles[r].grants) for agent_id in reach.chains(deployment, wf)
+               for r in deployment.agents[agent_id].roles)
+
+
+PARALLEL_THRESHOLD = 5_000  # estimated cases below which forking workers costs more than it saves
+
+
+@dataclass(frozen=True)
+class Event:
+    """One case's contribution to an invariant: unknown reasons, a witness, or an error that
+    makes the whole invariant UNKNOWN. Plain data, so that worker processes can return it."""
+
+    key: tuple  # the witness class (agent, tool, operation, tenant)
+    unknowns: tuple[str, ...] = ()
+    witness: dict | None = None
+    error: str | None = None
+
+
+@dataclass
+class Merged:
+    witnesses: dict[tuple, dict]
+    unknowns: list[str]
+    error: str | None = None
+
+
+def merge_events(events) -> Merged:
+    """Events of consecutive shares of the cases, in case order, as one serial pass would have
+    seen them: a case whose class already has a witness is skipped; the first error ends it."""
+    witnesses: dict[tuple, dict] = {}
+    unknowns: list[str] = []
+    for event in events:
+        if event.key in witnesses:
+            continue
+        if event.error is not None:
+            return Merged(witnesses, unknowns, event.error)
+        unknowns.extend(event.unknowns)
+        if event.witness is not None:
+            witnesses[event.key] = event.witness
+    return Merged(witnesses, unknowns)
+
+
+@dataclass
+class _Job:
+    rule: Rule
+    goal: str
+    result: tuple[InvariantResult, list[Finding]] | None = None
 
 
 class Prover:
-    """Proves invariants over one deployment; build once, call :meth:`prove` per rule."""
+    """Proves invariants over one deployment; build once, call :meth:`prove` per rule (or
+    :meth:`prove_many` for several, which may split the work across processes).
 
-    def __init__(self, pg: PermissionGraph, timeout_ms: int = 10_000, decider: Decider | None = None):
-        self.pg = pg
-        self.d = pg.deployment
-        self.decider = decider or Decider(self.d)
+    ``pg`` may be omitted when ``deployment`` is given: the permission graph (needed only for
+    witness paths) and the decision function are then built on first use. ``progress`` (see
+    :mod:`analyzer.progress`) hears about case enumeration and proofs; the default is silent.
+    ``jobs`` > 1 lets :meth:`prove_many` fork that many worker processes when the deployment
+    has more than ``parallel_threshold`` (estimated) cases; the result is the same either way.
+    """
+
+    def __init__(self, pg: PermissionGraph | None = None, timeout_ms: int = 10_000, decider: Decider | None = None,
+                 *, deployment: model.Deployment | None = None, progress=None, jobs: int = 1,
+                 parallel_threshold: int = PARALLEL_THRESHOLD):
+        from analyzer import progress as progress_module
+
+        if pg is None and deployment is None:
+            raise TypeError("Prover needs a permission graph or a deployment")
+        self._pg = pg
+        self.d = pg.deployment if pg is not None else deployment
+        self._decider = decider
         self.timeout_ms = timeout_ms
+        self.progress = progress or progress_module.NULL
+        self.jobs = max(1, jobs)
+        self.parallel_threshold = parallel_threshold
         self._cases: list[Case] | None = None
         self._refs: dict[int, frozenset] = {}
         self._cache: dict[tuple, Answer] = {}
+
+    @property
+    def pg(self) -> PermissionGraph:
+        if self._pg is None:
+            self._pg = PermissionGraph(self.d)
+        return self._pg
+
+    @property
+    def decider(self) -> Decider:
+        if self._decider is None:
+            self._decider = Decider(self.d)
+        return self._decider
 
     @cached_property
     def unreal_gates(self) -> list[str]:
@@ -131,25 +224,51 @@ class Prover:
     @property
     def all_cases(self) -> list[Case]:
         if self._cases is None:
-            self._cases = list(cases(self.d))
+            self._cases = self._enumerate(sorted(self.d.workflows))
         return self._cases
+
+    def _enumerate(self, workflow_ids: list[str]) -> list[Case]:
+        found: list[Case] = []
+        with self.progress.stage("proofs: enumerating cases", total=len(workflow_ids)) as stage:
+            for index, wf_id in enumerate(workflow_ids, 1):
+                found.extend(workflow_cases(self.d, self.d.workflows[wf_id]))
+                if index % 64 == 0:
+                    stage.advance(64)
+            stage.update(completed=len(workflow_ids))
+        return found
 
     # ---- the rule interface (analysis.analyze calls this) ------------------------------------
     def __call__(self, pg: PermissionGraph, rule: Rule) -> tuple[InvariantResult, list[Finding]]:
         return self.prove(rule)
 
     def prove(self, rule: Rule) -> tuple[InvariantResult, list[Finding]]:
-        try:
-            return self._prove(rule)
-        except ReplayError as exc:
-            return InvariantResult(rule.id, "unknown", reason=f"internal error: {exc}"), []
-        except smt.Unsupported as exc:
-            return InvariantResult(rule.id, "unknown", reason=exc.reason), []
-        except Exception as exc:  # noqa: BLE001 - fail closed: never a pass
-            return InvariantResult(rule.id, "unknown",
-                                   reason=f"internal error in the prover: {type(exc).__name__}: {exc}"), []
+        return self.prove_many([rule])[0]
 
-    def _prove(self, rule: Rule):
+    def prove_many(self, rules: list[Rule]) -> list[tuple[InvariantResult, list[Finding]]]:
+        """Each rule's result, in the given order; the same whatever ``jobs`` is."""
+        jobs = [self._job(rule) for rule in rules]
+        pending = [job for job in jobs if job.result is None]
+        if pending:
+            merged = None
+            if self.jobs > 1 and self._cases is None and estimated_cases(self.d) > self.parallel_threshold:
+                from analyzer import parallel
+
+                try:
+                    merged = parallel.prove_split(self, pending)
+                except Exception as exc:  # noqa: BLE001 - any pool trouble: do the same work here
+                    self.progress.note(f"parallel proofs failed ({type(exc).__name__}: {exc}); proving serially")
+                    merged = None
+            if merged is None:
+                try:
+                    merged = self._prove_serial(pending)
+                except Exception as exc:  # noqa: BLE001 - fail closed: never a pass
+                    reason = f"internal error in the prover: {type(exc).__name__}: {exc}"
+                    merged = [[Event((), (), None, reason)] for _ in pending]
+            for job, events in zip(pending, merged):
+                job.result = self._conclude(job, events)
+        return [job.result for job in jobs]
+
+    def _job(self, rule: Rule) -> _Job:
         if rule.never is not None:
             goal = "never"
         elif rule.check == CROSS_TENANT:
@@ -157,30 +276,87 @@ class Prover:
         elif rule.check == UNGATED:
             goal = "ungated"
         else:  # pragma: no cover - rules.py only routes invariants here
-            raise ValueError(f"{rule.id} is not an invariant")
+            return _Job(rule, "", (InvariantResult(rule.id, "unknown", reason=f"internal error in the prover: "
+                                                   f"{rule.id} is not an invariant"), []))
         if goal == "ungated" and self.d.policy.require_approval == "none":
-            return InvariantResult(rule.id, "proved", reason="policy.require_approval is none: no call needs "
-                                                             "approval (see approval-disabled)"), []
-        witnesses: dict[tuple, dict] = {}
-        unknowns: list[str] = []
-        for case in self.all_cases:
+            return _Job(rule, goal, (InvariantResult(rule.id, "proved", reason="policy.require_approval is none: no "
+                                                     "call needs approval (see approval-disabled)"), []))
+        return _Job(rule, goal)
+
+    def _prove_serial(self, jobs: list[_Job]) -> list[list[Event]]:
+        all_cases = self.all_cases
+        results = []
+        with self.progress.stage(f"proofs: {len(all_cases):,} cases", total=len(all_cases) * len(jobs)) as stage:
+            for job in jobs:
+                results.append(self.events(job.goal, job.rule.never, all_cases, stop_on_error=True, stage=stage))
+        return results
+
+    def events(self, goal: str, never: model.Condition | None, some_cases, stop_on_error: bool = False,
+               stage=None) -> list[Event]:
+        """What each case contributes to one invariant, in case order: its unknown reasons and its
+        witness (or the error it raised). A case whose witness class already has a witness from
+        an earlier case here is skipped, as the merge (:func:`merge_events`) would skip it."""
+        found: list[Event] = []
+        witnessed: set[tuple] = set()
+        done = 0
+        for case in some_cases:
+            done += 1
+            if stage is not None and done % 1024 == 0:
+                stage.advance(1024)
             if goal == "cross-tenant" and case.tenant == case.workflow.tenant:
                 continue
             key = (case.agent, case.tool.id, case.operation.id, case.tenant)
-            if key in witnesses:
+            if key in witnessed:
                 continue
-            for gate in self._gates(case, goal, rule.never):
-                question = Question(case, gate, goal, rule.never)
-                answer = self.ask(question)
-                if answer.status == "unknown":
-                    unknowns.append(f"{case.workflow.id}/{case.agent}/{case.operation.qualified}/{case.tenant}: "
-                                    f"{answer.reason}")
-                    continue
-                if answer.status == "sat":
-                    witnesses[key] = self.witness(question, answer)
+            unknowns: list[str] = []
+            witness = None
+            try:
+                for gate in self._gates(case, goal, never):
+                    question = Question(case, gate, goal, never)
+                    answer = self.ask(question)
+                    if answer.status == "unknown":
+                        unknowns.append(f"{case.workflow.id}/{case.agent}/{case.operation.qualified}/{case.tenant}: "
+                                        f"{answer.reason}")
+                        continue
+                    if answer.status == "sat":
+                        witness = self.witness(question, answer)
+                        break
+            except ReplayError as exc:
+                found.append(Event(key, tuple(unknowns), None, f"internal error: {exc}"))
+                if stop_on_error:
                     break
+                continue
+            except smt.Unsupported as exc:
+                found.append(Event(key, tuple(unknowns), None, exc.reason))
+                if stop_on_error:
+                    break
+                continue
+            except Exception as exc:  # noqa: BLE001 - fail closed: never a pass
+                found.append(Event(key, tuple(unknowns), None,
+                                   f"internal error in the prover: {type(exc).__name__}: {exc}"))
+                if stop_on_error:
+                    break
+                continue
+            if witness is not None:
+                witnessed.add(key)
+            if witness is not None or unknowns:
+                found.append(Event(key, tuple(unknowns), witness))
+        if stage is not None:
+            stage.advance(done % 1024)
+        return found
+
+    def _conclude(self, job: _Job, events: list[Event]) -> tuple[InvariantResult, list[Finding]]:
+        rule = job.rule
+        merged = merge_events(events)
+        if merged.error is not None:
+            return InvariantResult(rule.id, "unknown", reason=merged.error), []
+        witnesses, unknowns = merged.witnesses, merged.unknowns
         ordered = [witnesses[k] for k in sorted(witnesses)]
-        findings = [self.finding(rule, w) for w in ordered]
+        try:
+            findings = [self.finding(rule, w) for w in ordered]
+        except Exception as exc:  # noqa: BLE001 - fail closed: never a pass
+            return InvariantResult(rule.id, "unknown",
+                                   reason=f"internal error in the prover: {type(exc).__name__}: {exc}"), []
         if ordered:
             reason = f"{len(ordered)} witness class(es)"
             if unknowns:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -101,3 +102,83 @@ def test_cli_json_shape_and_exit_codes(tmp_path):
 def test_cli_no_change_exit_zero(fmt):
     code, _, err = run_cli("diff", str(AGENCY), str(AGENCY), "--format", fmt)
     assert code == 0, err
+
+
+# ---------------------------------------------------------------------------------------------- incremental diff
+
+_SUPPORT_AGENT = "credentials: [support-helpdesk, support-crm, support-billing]\n    delegates_to: [research-agent]\n"
+_GATE_GRANT = "      - {tool: analytics-db, operations: [query]}\n"
+_GATE_GRANT_NEW = (_GATE_GRANT + "      - {tool: analytics-db, operations: [write_rows], "
+                   "when: 'call.gate in [\"ops-change\", \"extra-review\"]'}\n")
+INCREMENTAL_EDITS = {
+    "raised-limit": {"roles.yaml": (SUPPORT_REFUND, SUPPORT_REFUND.replace("<= 50", "<= 80"))},
+    "widened-credential": {"credentials.yaml": (
+        "  support-billing:\n    tools: [billing]\n    tenants: [globex, umbrella]\n    issued: per-workflow\n",
+        "  support-billing:\n    tools: [billing]\n    tenants: [globex, umbrella, acme]\n    issued: static\n")},
+    "new-delegation": {"agents.yaml": (_SUPPORT_AGENT, _SUPPORT_AGENT.replace("[research-agent]",
+                                                                             "[research-agent, billing-agent]"))},
+    "new-agent": {"agents.yaml": ("    credentials: [sales-crm, sales-mail, sales-kb]\n    delegates_to: [research-agent]\n",
+                                  ("    credentials: [sales-crm, sales-mail, sales-kb]\n"
+                                  "    delegates_to: [research-agent, intern-agent]\n\n"
+                                  "  intern-agent:\n    roles: [billing-clerk]\n    tenants: [acme, initech]\n"
+                                  "    credentials: [reporting-mail]\n"))},
+    "tenant-attribute": {"tenants.yaml": ("attributes: {domain: acme.com}", "attributes: {domain: acme.co}")},
+    "guardrail-removed": {"guardrails.yaml": (
+        '  - {tool: billing, operations: [refund], when: "params.amount > 5000"}\n', "")},
+    "policy": {"deployment.yaml": ("require_approval: high", "require_approval: medium")},
+    "gate-approvers": {"gates.yaml": ("approvers: [priya]", "approvers: [priya, dana]")},
+    "operation-param": {"tools.yaml": ("create_invoice: {effect: write, params: {amount: int, currency: [USD, EUR, GBP]}}",
+                                       ("create_invoice: {effect: write, params: {amount: int, currency: [USD, EUR, GBP, "
+                                       "CHF]}}"))},
+    "new-workflow": {"workflows.yaml": ("workflows:\n", ("workflows:\n  acme-billing:\n    tenant: acme\n"
+                                        "    agent: reporting-agent\n    tools: [billing, email, crm]\n"))},
+    "lines-moved": {"roles.yaml": ("roles:\n", "roles:\n\n\n# moved down\n"),
+                    "agents.yaml": ("agents:\n", "agents:\n  # a comment\n\n"),
+                    "tools.yaml": ("tools:\n", "tools:\n\n")},
+}
+
+
+@pytest.mark.parametrize("name", sorted(INCREMENTAL_EDITS))
+def test_the_incremental_diff_finds_exactly_what_the_full_diff_finds(tmp_path, name):
+    edited = _version(tmp_path, "edited", INCREMENTAL_EDITS[name])
+    base, changed = loader.load([str(AGENCY)]), loader.load([str(edited)])
+    for old, new in ((base, changed), (changed, base)):
+        full = diff.diff(old, new, full=True)
+        incremental = diff.diff(old, new)
+        assert incremental.new_access == full.new_access
+        assert incremental.unknown == full.unknown
+    if name in ("raised-limit", "widened-credential", "new-delegation", "new-agent", "tenant-attribute",
+                "guardrail-removed", "new-workflow"):
+        assert diff.diff(base, changed).new_access, f"{name} should add access"
+
+
+def test_the_incremental_diff_follows_the_gates_a_condition_reads(tmp_path):
+    with_grant = _version(tmp_path, "old", {"roles.yaml": (_GATE_GRANT, _GATE_GRANT_NEW)})
+    with_gate = tmp_path / "new"
+    shutil.copytree(with_grant, with_gate)
+    gates = with_gate / "gates.yaml"
+    gates.write_text(gates.read_text() + "  extra-review:\n    approvers: [tomas]\n")
+    old, new = loader.load([str(with_grant)]), loader.load([str(with_gate)])
+    full, incremental = diff.diff(old, new, full=True), diff.diff(old, new)
+    assert incremental.new_access == full.new_access
+    assert {a["call"]["approval"]["gate"] for a in incremental.new_access} == {"extra-review"}
+
+
+def test_moving_definitions_changes_nothing_to_compare(tmp_path):
+    moved = _version(tmp_path, "moved", INCREMENTAL_EDITS["lines-moved"])
+    base, shifted = loader.load([str(AGENCY)]), loader.load([str(moved)])
+    assert base.roles["support"] != shifted.roles["support"]  # positions differ...
+    assert diff.content_key(base.roles["support"]) == diff.content_key(shifted.roles["support"])  # ...content not
+    changes = diff._changes(base, shifted)
+    assert not (changes.everything or changes.tenants or changes.tools or changes.operations or changes.agents
+                or changes.workflows or changes.gate_ids)
+
+
+def test_content_key_sees_what_equality_does_not():
+    base = loader.load([str(AGENCY)])
+    tenant = base.tenants["acme"]
+    other = dataclasses.replace(tenant, attributes={"domain": "acme.co"})
+    assert other == tenant  # attributes are not compared by the dataclass
+    assert diff.content_key(other) != diff.content_key(tenant)
+    refund = base.tools["billing"].operations["refund"]
+    assert diff.content_key(dataclasses.replace(refund, params={})) != diff.content_key(refund)
