@@ -752,8 +752,11 @@ def print_table(rows: list[dict]) -> None:
     loads = ", ".join(f"{r['size']} {r['loadavg_start']:.1f} -> {r['loadavg_end']:.1f}" for r in rows
                       if r.get("loadavg_start") is not None and r.get("loadavg_end") is not None)
     if loads:
-        print(f"load average (1 min) at the start and end of each size, on {os.cpu_count()} CPUs: {loads}. Above the "
-              f"CPU count, other processes shared the machine: wall times are inflated, CPU times much less.")
+        busy = any(max(r["loadavg_start"], r["loadavg_end"]) > (os.cpu_count() or 1) for r in rows
+                   if r.get("loadavg_start") is not None and r.get("loadavg_end") is not None)
+        print(f"load average (1 min) at the start and end of each size, on {os.cpu_count()} CPUs: {loads}"
+              + (". Above the CPU count, other processes shared the machine: wall times are inflated, CPU times "
+                 "much less." if busy else " (the machine was otherwise idle)."))
 
 
 def _decide_detail(row: dict, rate: float, fuzz: float | None) -> str:
