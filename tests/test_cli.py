@@ -7,20 +7,17 @@ Golden files live in tests/golden/; regenerate them with
 from __future__ import annotations
 
 import json
-import os
 import re
-from pathlib import Path
 
 import jsonschema
 import pytest
 import yaml
 from conftest import FIXTURES, REPO_ROOT, hygienic_sections, run_cli, write_deployment
+from golden_files import assert_golden
 
 from analyzer.cli import main as cli_main
 from analyzer.findings import SEVERITIES, SEVERITY_RANK
 
-GOLDEN = Path(__file__).resolve().parent / "golden"
-UPDATE_GOLDEN = os.environ.get("AGENTPERM_UPDATE_GOLDEN") == "1"
 FLAWED = "fixtures/flawed-agency"
 
 RESULT_KEYS = {"format", "deployment", "invariants", "findings", "summary"}
@@ -56,16 +53,6 @@ def line_of(relative: str, needle: str) -> int:
         if needle in line:
             return number
     raise AssertionError(f"{needle!r} not in {relative}")
-
-
-def assert_golden(name: str, actual: str) -> None:
-    path = GOLDEN / name
-    if UPDATE_GOLDEN:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(actual, encoding="utf-8", newline="\n")
-    assert path.exists(), f"missing golden file {path}; run with AGENTPERM_UPDATE_GOLDEN=1"
-    assert actual == path.read_text(encoding="utf-8"), \
-        f"{name} differs from the golden file; if intended, regenerate with AGENTPERM_UPDATE_GOLDEN=1"
 
 
 # ---- exit codes ---------------------------------------------------------------------------
