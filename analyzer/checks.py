@@ -217,33 +217,56 @@ def _canonical(cycle: list[str]) -> tuple[str, ...]:
     return tuple(cycle[start:] + cycle[:start])
 
 
-def _reads_private(pg: PermissionGraph, agent_id: str) -> tuple[str, str] | None:
-    d = pg.deployment
-    for tool, op in sorted(pg.effective_pairs(agent_id)):
-        operation = d.tools[tool].operations[op]
-        if operation.effect in ("read", "export") and set(operation.data) & set(d.policy.private_data):
-            return tool, op
-    return None
+class _OwnLegs:
+    """An agent's own legs of the trifecta: the first private data it reads (sorted), the first external
+    send or publish no real gate guards (in grant order). Both depend on its roles alone, so they are
+    worked out once per role and combined once per tuple of roles, which thousands of agents share."""
 
+    def __init__(self, pg: PermissionGraph):
+        self.pg = pg
+        self.d = pg.deployment
+        self._private = frozenset(self.d.policy.private_data)
+        self._reads_of_role: dict[str, set[tuple[str, str]]] = {}
+        self._sends_of_role: dict[str, list[tuple[str, str]]] = {}
+        self._legs: dict[tuple[str, ...], tuple] = {}
 
-def _sends_out_unapproved(pg: PermissionGraph, agent_id: str) -> tuple[str, str] | None:
-    d = pg.deployment
-    effective = pg.effective_pairs(agent_id)
-    for grant in pg.grants_of(agent_id):
-        if grant.approval is not None and d.is_real_gate(grant.approval):
-            continue
-        for tool, op in d.operations_of(grant):
-            external = (op.effect == "send" and op.external) or op.effect == "publish"
-            if external and (tool.id, op.id) in effective:
-                return tool.id, op.id
-    return None
+    def of(self, roles: tuple[str, ...]) -> tuple[tuple[str, str] | None, tuple[str, str] | None]:
+        found = self._legs.get(roles)
+        if found is None:
+            effective = self.pg.effective_pairs_of_roles(roles)
+            reads = min((p for r in roles for p in self._reads(r) if p in effective), default=None)
+            sends = next((p for r in roles for p in self._sends(r) if p in effective), None)
+            found = self._legs[roles] = (reads, sends)
+        return found
+
+    def _reads(self, role_id: str) -> set[tuple[str, str]]:
+        """What the role's grants name that reads or exports private data."""
+        found = self._reads_of_role.get(role_id)
+        if found is None:
+            found = self._reads_of_role[role_id] = {
+                (tool.id, op.id) for grant in self.d.roles[role_id].grants for tool, op in self.d.operations_of(grant)
+                if op.effect in ("read", "export") and not self._private.isdisjoint(op.data)}
+        return found
+
+    def _sends(self, role_id: str) -> list[tuple[str, str]]:
+        """What the role's grants without a real gate name that sends out or publishes, in grant order."""
+        found = self._sends_of_role.get(role_id)
+        if found is None:
+            d = self.d
+            found = self._sends_of_role[role_id] = [
+                (tool.id, op.id) for grant in d.roles[role_id].grants
+                if grant.approval is None or not d.is_real_gate(grant.approval)
+                for tool, op in d.operations_of(grant)
+                if (op.effect == "send" and op.external) or op.effect == "publish"]
+        return found
 
 
 def lethal_trifecta(pg: PermissionGraph) -> Iterator[Hit]:
     d = pg.deployment
-    # each agent's own legs once; an agent's group only combines them
-    reads = {a: _reads_private(pg, a) for a in d.agents}
-    sends = {a: _sends_out_unapproved(pg, a) for a in d.agents}
+    legs = _OwnLegs(pg)
+    reads, sends = {}, {}
+    for agent in d.agents.values():
+        reads[agent.id], sends[agent.id] = legs.of(agent.roles)
     for agent in d.agents.values():
         group = pg.closure(agent.id)
         untrusted = next((a for a in group if d.agents[a].untrusted_input), None)

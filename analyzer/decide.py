@@ -114,7 +114,15 @@ def _compile(cond: model.Condition | None) -> Callable[[Mapping], Any] | None:
 
 
 class Decider:
-    """`decide` for one deployment, with indices built once."""
+    """`decide` for one deployment, with indices built once.
+
+    A decision must cost about the same on ten thousand agents as on ten, so it never walks a
+    list that grows with the deployment, and it reads few scattered objects: what a call needs
+    of a workflow, an agent (with its credentials), an operation, and the roles of an agent for
+    one operation is gathered into one record the first time a call names it, keyed by the ids
+    the call carries. Unknown ids are never remembered (a fuzzer sends any number of them). The
+    condition environment is built only when a condition is evaluated.
+    """
 
     def __init__(self, deployment: model.Deployment):
         self.d = deployment
@@ -130,6 +138,13 @@ class Decider:
         for perm in [*(g for r in deployment.roles.values() for g in r.grants + r.denies), *deployment.guardrails]:
             self._compiled[id(perm)] = _compile(perm.when)
         self.high_risk = {(op.tool, op.id): _compile(op.high_risk_when) for _, op in deployment.all_operations()}
+        self._gates = frozenset(deployment.gates)
+        self._tenants = frozenset(deployment.tenants)
+        self._workflows: dict[str, tuple] = {}
+        self._agents: dict[str, tuple] = {}
+        self._operations: dict[tuple[str, str], tuple] = {}
+        self._rules: dict[tuple[tuple[str, ...], str, str], tuple] = {}
+        self._per_role: dict[tuple[str, str, str], tuple] = {}
 
     # ---- the parts of §4 -----------------------------------------------------------------
     def condition(self, perm: model.Permission, env) -> Any:
@@ -156,115 +171,213 @@ class Decider:
         return declared
 
     def decide(self, call: Call) -> Decision:
-        d = self.d
-        wf = d.workflows.get(call.workflow)
-        if wf is None:
+        record = self._workflows.get(call.workflow) or self._workflow(call.workflow)
+        if record is None:
             return Decision(False, f"unknown workflow {call.workflow!r}")
-        home = wf.tenant
+        wf, home, first, used = record
         # 1. chain
-        if not call.chain:
+        chain = call.chain
+        if not chain:
             return Decision(False, "empty delegation chain")
-        if call.chain[0] != wf.agent:
-            return Decision(False, f"the chain must start with the workflow's agent {wf.agent!r}")
-        if len(set(call.chain)) != len(call.chain):
+        if chain[0] != first:
+            return Decision(False, f"the chain must start with the workflow's agent {first!r}")
+        if len(chain) > 1 and len(set(chain)) != len(chain):
             return Decision(False, "an agent repeats in the delegation chain")
-        for index, agent_id in enumerate(call.chain):
-            agent = d.agents.get(agent_id)
-            if agent is None:
+        previous, delegates = None, None
+        for agent_id in chain:
+            acting = self._agents.get(agent_id) or self._agent(agent_id)
+            if acting is None:
                 return Decision(False, f"unknown agent {agent_id!r}")
-            if not agent.serves(home):
+            if acting[1] is not None and home not in acting[1]:
                 return Decision(False, f"{agent_id} does not serve the workflow's tenant {home}")
-            if index and agent_id not in d.agents[call.chain[index - 1]].delegates_to:
-                return Decision(False, f"{call.chain[index - 1]} does not delegate to {agent_id}")
-        acting = d.agents[call.chain[-1]]
+            if delegates is not None and agent_id not in delegates:
+                return Decision(False, f"{previous} does not delegate to {agent_id}")
+            previous, delegates = agent_id, acting[2]
+        agent, _, _, credentials = acting
         # 2. scope
-        tool = d.tools.get(call.tool)
-        if tool is None:
-            return Decision(False, f"unknown tool {call.tool!r}")
-        if not wf.uses(tool.id):
-            return Decision(False, f"workflow {wf.id} may not use {tool.id}")
-        op = tool.operations.get(call.operation)
-        if op is None:
-            return Decision(False, f"{tool.id} has no operation {call.operation!r}")
-        if call.tenant not in d.tenants:
-            return Decision(False, f"unknown tenant {call.tenant!r}")
-        if len(set(call.fields)) != len(call.fields):
-            return Decision(False, "a field is named twice")
-        outside = [f for f in call.fields if f not in op.fields]
-        if outside:
-            return Decision(False, f"{op.qualified} has no field {outside[0]!r}")
+        operation = self._operations.get((call.tool, call.operation))
+        if operation is None:  # an unknown tool or operation: say which, in §4's order
+            tool = self.d.tools.get(call.tool)
+            if tool is None:
+                return Decision(False, f"unknown tool {call.tool!r}")
+            if used is not None and tool.id not in used:
+                return Decision(False, f"workflow {wf.id} may not use {tool.id}")
+            op = tool.operations.get(call.operation)
+            if op is None:
+                return Decision(False, f"{tool.id} has no operation {call.operation!r}")
+            operation = self._operation(tool, op)
+        tool, op, qualified, params_of, reach_kind, high_risk, declared = operation
+        tool_id = tool.id
+        if used is not None and tool_id not in used:
+            return Decision(False, f"workflow {wf.id} may not use {tool_id}")
+        tenant = call.tenant
+        if tenant not in self._tenants:
+            return Decision(False, f"unknown tenant {tenant!r}")
+        fields = call.fields
+        if fields:
+            if len(set(fields)) != len(fields):
+                return Decision(False, "a field is named twice")
+            outside = [f for f in fields if f not in op.fields]
+            if outside:
+                return Decision(False, f"{qualified} has no field {outside[0]!r}")
         params = call.params or {}
-        if set(params) != set(op.params):
-            missing = sorted(set(op.params) - set(params))
-            extra = sorted(set(params) - set(op.params))
-            what = f"missing param {missing[0]!r}" if missing else f"undeclared param {extra[0]!r}"
-            return Decision(False, f"{op.qualified}: {what}")
-        for name, kind in op.params.items():
-            if not kind.accepts(params[name]):
-                return Decision(False, f"{op.qualified}: param {name!r} must be {kind.describe()}")
-        if call.gate is not None and call.gate not in d.gates:
-            return Decision(False, f"unknown gate {call.gate!r}")
-        env = self.env(call, wf, op)
-        # 3. grant
+        if params or params_of:
+            if params.keys() != params_of.keys():
+                missing = sorted(set(params_of) - set(params))
+                extra = sorted(set(params) - set(params_of))
+                what = f"missing param {missing[0]!r}" if missing else f"undeclared param {extra[0]!r}"
+                return Decision(False, f"{qualified}: {what}")
+            for name, kind in params_of.items():
+                if not kind.accepts(params[name]):
+                    return Decision(False, f"{qualified}: param {name!r} must be {kind.describe()}")
+        gate = call.gate
+        if gate is not None and gate not in self._gates:
+            return Decision(False, f"unknown gate {gate!r}")
+        env = None  # made when a condition first needs it
+        # 3. grant: the first grant of the agent's roles, in order, whose fields, approval and condition fit
         chosen = None
         refusals = []
-        for role_id in acting.roles:
-            table = self.grants.get(role_id, {})
-            for grant in (*table.get(tool.id, ()), *table.get(model.STAR, ())):
-                if grant.operations != model.STAR and op.id not in grant.operations:
-                    continue
-                if grant.fields is not None and tool.enforced_by != "prompt" \
-                        and not set(call.fields) <= set(grant.fields):
-                    refusals.append(f"{grant.label} does not cover fields {sorted(set(call.fields) - set(grant.fields))}")
-                    continue
-                if grant.approval is not None and grant.approval != call.gate:
-                    refusals.append(f"{grant.label} needs approval through {grant.approval}")
-                    continue
-                if self.condition(grant, env) is not True:
+        for grant, run in self._rules_for(agent.roles, tool_id, op.id)[0]:
+            if grant.fields is not None and fields and tool.enforced_by != "prompt" \
+                    and not set(fields) <= set(grant.fields):
+                refusals.append(f"{grant.label} does not cover fields {sorted(set(fields) - set(grant.fields))}")
+                continue
+            if grant.approval is not None and grant.approval != gate:
+                refusals.append(f"{grant.label} needs approval through {grant.approval}")
+                continue
+            if run is not None:
+                if env is None:
+                    env = self.env(call, wf, op)
+                if run(env) is not True:
                     refusals.append(f"{grant.label}: condition {grant.when.source} does not hold")
                     continue
-                chosen = grant
-                break
-            if chosen is not None:
-                break
+            chosen = grant
+            break
         if chosen is None:
-            detail = "; ".join(refusals) if refusals else f"no role of {acting.id} grants {op.qualified}"
+            detail = "; ".join(refusals) if refusals else f"no role of {agent.id} grants {qualified}"
             return Decision(False, detail)
         # 4. deny
-        for deny in self._denies(acting, home, tool.id, op.id):
-            if self.condition(deny, env) is not False:
-                return Decision(False, f"{deny.label} denies {op.qualified}"
-                                       + (f" (when {deny.when.source})" if deny.when else ""), chosen, deny=deny)
-        # 5. credential
+        for deny in self._denies(agent, home, tool_id, op.id):
+            run = self._compiled[id(deny)]
+            if run is not None:
+                if env is None:
+                    env = self.env(call, wf, op)
+                if run(env) is False:
+                    continue
+            return Decision(False, f"{deny.label} denies {qualified}"
+                                   + (f" (when {deny.when.source})" if deny.when else ""), chosen, deny=deny)
+        # 5. credential: one the agent holds that covers the tool and whose reach contains the tenant
         held = []
-        for cred_id in acting.credentials:
-            cred = d.credentials.get(cred_id)
-            if cred is None or not cred.covers(tool.id):
+        for cred, tools, listed, per_workflow in credentials:
+            if tools is not None and tool_id not in tools:
                 continue
-            reached = reach.reach_of(d, cred, tool, wf)
-            if call.tenant in reached:
-                return Decision(True, f"{chosen.label} allows {op.qualified}; {acting.id} holds {cred.id} which "
-                                      f"reaches {call.tenant} ({reach.reach_reason(cred, tool)})",
-                                chosen, cred.id, self.call_risk(op, env))
+            if reach_kind == _HOME:
+                reached = tenant == home
+            elif reach_kind == _EVERY:
+                reached = True  # every tenant, and the tenant is known (2.)
+            else:  # the tenants the credential lists (None: every one), only home when minted per workflow
+                reached = (listed is None or tenant in listed) and (not per_workflow or tenant == home)
+            if reached:
+                call_risk = declared
+                if high_risk is not None and declared != "high":
+                    if env is None:
+                        env = self.env(call, wf, op)
+                    if high_risk(env) is not False:  # true, an error or a non-bool: fail closed
+                        call_risk = "high"
+                return Decision(True, f"{chosen.label} allows {qualified}; {agent.id} holds {cred.id} which "
+                                      f"reaches {tenant} ({reach.reach_reason(cred, tool)})",
+                                chosen, cred.id, call_risk)
             held.append(cred.id)
         if held:
-            return Decision(False, f"{acting.id}'s credentials for {tool.id} ({', '.join(held)}) do not reach "
-                                   f"{call.tenant}", chosen)
-        return Decision(False, f"{acting.id} holds no credential covering {tool.id}", chosen)
+            return Decision(False, f"{agent.id}'s credentials for {tool_id} ({', '.join(held)}) do not reach "
+                                   f"{tenant}", chosen)
+        return Decision(False, f"{agent.id} holds no credential covering {tool_id}", chosen)
 
     def _denies(self, agent: model.Agent, home: str, tool: str, operation: str):
-        for role_id in agent.roles:
-            table = self.denies.get(role_id, {})
-            for deny in (*table.get(tool, ()), *table.get(model.STAR, ())):
-                if deny.operations == model.STAR or operation in deny.operations:
-                    yield deny
-        for guardrail in (*self.guardrails.get(tool, ()), *self.guardrails.get(model.STAR, ())):
-            if (guardrail.operations == model.STAR or operation in guardrail.operations) \
-                    and reach.guardrail_selects(guardrail, agent.id, home):
-                yield guardrail
+        """The denies of the agent's roles, then the guardrails selecting it, that name the operation."""
+        _, denies, guardrails = self._rules_for(agent.roles, tool, operation)
+        if guardrails:
+            selected = tuple(g for g in guardrails if reach.guardrail_selects(g, agent.id, home))
+            if selected:
+                return denies + selected
+        return denies
+
+    # ---- records, made on first use -----------------------------------------------------
+    def _workflow(self, workflow_id: str) -> tuple | None:
+        """(workflow, home, its agent, its tools as a set or None for every tool)."""
+        wf = self.d.workflows.get(workflow_id)
+        if wf is None:
+            return None
+        record = self._workflows[workflow_id] = (
+            wf, wf.tenant, wf.agent, None if wf.tools == model.STAR else frozenset(wf.tools))
+        return record
+
+    def _agent(self, agent_id: str) -> tuple | None:
+        """(agent, its tenants as a set or None for every tenant, whom it delegates to, and each defined
+        credential it holds as (credential, its tools, its tenants (sets, None for every one), per workflow))."""
+        agent = self.d.agents.get(agent_id)
+        if agent is None:
+            return None
+        credentials = []
+        for cred_id in agent.credentials:
+            cred = self.d.credentials.get(cred_id)
+            if cred is not None:
+                credentials.append((cred, None if cred.tools == model.STAR else frozenset(cred.tools),
+                                    None if cred.tenants == model.STAR else frozenset(cred.tenants),
+                                    cred.issued == "per-workflow"))
+        record = self._agents[agent_id] = (
+            agent, None if agent.tenants == model.STAR else frozenset(agent.tenants), frozenset(agent.delegates_to),
+            tuple(credentials))
+        return record
+
+    def _operation(self, tool: model.Tool, op: model.Operation) -> tuple:
+        """(tool, operation, its qualified name, its params (a plain dict), how far a credential reaches on the
+        tool (§4, point 5), its compiled `high_risk_when`, its declared risk)."""
+        if tool.tenancy == "none":
+            reach_kind = _HOME
+        elif tool.tenancy == "shared" or tool.enforced_by == "prompt":
+            reach_kind = _EVERY
+        else:
+            reach_kind = _LISTED
+        record = self._operations[(tool.id, op.id)] = (
+            tool, op, op.qualified, dict(op.params), reach_kind, self.high_risk[(op.tool, op.id)],
+            risk.declared_risk(op, self.d.policy))
+        return record
+
+    def _rules_for(self, roles: tuple[str, ...], tool: str, operation: str) -> tuple[tuple, tuple, tuple]:
+        """For an agent with these roles and one operation: the grants that name it, each with its compiled
+        condition, in the order §4 tries them (role by role; in a role, those for the tool, then those for
+        every tool); the denies of those roles that name it, in the same order; the guardrails that name it."""
+        key = (roles, tool, operation)
+        found = self._rules.get(key)
+        if found is None:
+            grants: tuple = ()
+            denies: tuple = ()
+            for role_id in roles:
+                role_grants, role_denies = self._role_rules(role_id, tool, operation)
+                grants += role_grants
+                denies += role_denies
+            guardrails = tuple(g for g in (*self.guardrails.get(tool, ()), *self.guardrails.get(model.STAR, ()))
+                               if g.operations == model.STAR or operation in g.operations)
+            found = self._rules[key] = (grants, denies, guardrails)
+        return found
+
+    def _role_rules(self, role_id: str, tool: str, operation: str) -> tuple[tuple, tuple]:
+        key = (role_id, tool, operation)
+        found = self._per_role.get(key)
+        if found is None:
+            grants, denies = (
+                tuple(p for p in (*table.get(tool, ()), *table.get(model.STAR, ()))
+                      if p.operations == model.STAR or operation in p.operations)
+                for table in (self.grants.get(role_id, {}), self.denies.get(role_id, {})))
+            found = self._per_role[key] = (tuple((g, self._compiled[id(g)]) for g in grants), denies)
+        return found
 
     def allowed(self, call: Call) -> bool:
         return self.decide(call).allow
+
+
+_HOME, _EVERY, _LISTED = "home", "every", "listed"  # how far a credential reaches on a tool (§4, point 5)
 
 
 def _by_tool(perms) -> dict[str, list[model.Permission]]:

@@ -298,6 +298,12 @@ class Deployment:
                 yield tool, tool.operations[op_id]
 
     @cached_property
+    def _sorted_operations(self) -> dict[str, tuple]:
+        """Each tool's (tool, operation) pairs by operation id: tens of thousands of grants name a few hundred tools."""
+        return {tool_id: tuple((tool, tool.operations[o]) for o in sorted(tool.operations))
+                for tool_id, tool in self.tools.items()}
+
+    @cached_property
     def _operations_cache(self) -> dict:
         return {}
 
@@ -315,8 +321,7 @@ class Deployment:
         if perm.tool == STAR:
             candidates = self.all_operations()
         else:
-            tool = self.tools.get(perm.tool)
-            candidates = ((tool, tool.operations[o]) for o in sorted(tool.operations)) if tool else ()
+            candidates = self._sorted_operations.get(perm.tool, ())
         for tool, op in candidates:
             if perm.operations == STAR or op.id in perm.operations:
                 yield tool, op

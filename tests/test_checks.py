@@ -10,13 +10,17 @@ import datetime
 
 import pytest
 import yaml
-from conftest import FIXTURES, build_deployment, hygienic_sections
+from conftest import FIXTURES, build_deployment, deployment_yaml, hygienic_sections
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from strategies import deployment_sections
 
 from analyzer import checks, suppressions
 from analyzer.analysis import analyze, with_suppressions
 from analyzer.checks import STRUCTURAL_CHECKS
 from analyzer.findings import Hit
-from analyzer.loader import load
+from analyzer.graph import PermissionGraph
+from analyzer.loader import load, load_text
 from analyzer.rules import load_rules
 
 RULE_FIXTURES = sorted((FIXTURES / "rules").glob("*/expected.yaml"))
@@ -314,3 +318,63 @@ def test_a_check_that_raises_is_unknown_never_silence(catalogue, monkeypatch, br
     assert text in unknown[0].reason
     assert result.summary()["invariants"]["unknown"] >= 1
     assert result.exit_code() != 0
+
+
+# ---- what is worked out per role and per tuple of roles equals what each agent's own grants say ----
+@st.composite
+def _trifecta_deployments(draw):
+    """Random deployments whose operations carry data classes and whose agents may read untrusted input."""
+    sections = draw(deployment_sections())
+    for tool in sections["tools"].values():
+        for op in tool["operations"].values():
+            data = draw(st.lists(st.sampled_from(["pii", "public", "financial"]), unique=True, max_size=2))
+            if data:
+                op["data"] = data
+    for agent in sections["agents"].values():
+        agent["untrusted_input"] = draw(st.booleans())
+    return load_text(deployment_yaml(**sections))
+
+
+def _reference_effective(d, agent_id):
+    granted = set()
+    for role_id in d.agents[agent_id].roles:
+        granted |= {(t.id, o.id) for g in d.roles[role_id].grants for t, o in d.operations_of(g)}
+    for role_id in d.agents[agent_id].roles:
+        granted -= {(t.id, o.id) for x in d.roles[role_id].denies if x.when is None for t, o in d.operations_of(x)}
+    return frozenset(granted)
+
+
+def _reference_legs(d, agent_id):
+    effective = _reference_effective(d, agent_id)
+    reads = next(((t, o) for t, o in sorted(effective) if d.tools[t].operations[o].effect in ("read", "export")
+                  and set(d.tools[t].operations[o].data) & set(d.policy.private_data)), None)
+    sends = None
+    for role_id in d.agents[agent_id].roles:
+        for grant in d.roles[role_id].grants:
+            if grant.approval is not None and d.is_real_gate(grant.approval):
+                continue
+            for tool, op in d.operations_of(grant):
+                if ((op.effect == "send" and op.external) or op.effect == "publish") and (tool.id, op.id) in effective:
+                    sends = sends or (tool.id, op.id)
+    return reads, sends
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_trifecta_deployments())
+def test_per_role_work_equals_per_agent_work(d):
+    pg = PermissionGraph(d)
+    legs = checks._OwnLegs(pg)
+    for agent in d.agents.values():
+        assert pg.effective_pairs(agent.id) == _reference_effective(d, agent.id)
+        assert legs.of(agent.roles) == _reference_legs(d, agent.id)
+    for name in ("lethal-trifecta", "delegation-escalation"):  # and a fresh graph says the same again
+        assert list(STRUCTURAL_CHECKS[name](pg)) == list(STRUCTURAL_CHECKS[name](PermissionGraph(d)))
+
+
+def test_lethal_trifecta_legs_are_shared_by_agents_with_the_same_roles():
+    d = load(str(FIXTURES / "flawed-agency"))
+    pg = PermissionGraph(d)
+    legs = checks._OwnLegs(pg)
+    for agent in d.agents.values():
+        assert legs.of(agent.roles) == _reference_legs(d, agent.id)
+    assert len(legs._legs) == len({a.roles for a in d.agents.values()})

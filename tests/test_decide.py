@@ -8,11 +8,18 @@ baseline is allowed, so a denial is never an accident of the model.
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
-from conftest import build_deployment
+from conftest import FIXTURES, build_deployment
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from strategies import calls, deployments, granted_routes, param_values
 
-from analyzer.decide import Call, Decider, MalformedCall, decide, parse_request
+from analyzer import reach
+from analyzer.decide import Call, Decider, Decision, MalformedCall, decide, parse_request
+from analyzer.loader import load
+from analyzer.model import STAR
 
 # ---------------------------------------------------------------------------------------------- the model
 
@@ -525,3 +532,139 @@ def test_well_formed_but_unknown_ids_are_denied_not_malformed(plain):
     for body in (request(workflow="ghost"), request(chain=["ghost"]), request(tool="ghost"),
                  request(operation="ghost"), request(tenant="ghost"), request(params={"amount": "5"})):
         assert not decider.decide(parse_request(body, plain)).allow
+
+
+# ---------------------------------------------------------------------------------------------- indices
+# Decider gathers what a call needs into records made on first use (per workflow, agent, operation,
+# and roles × operation). Held against §4 read straight off the deployment, call by call, with no
+# index at all: the same decision, reason, grant, credential, risk and deny, first time and again.
+
+def reference_decision(d, call: Call) -> Decision:
+    """FORMAT §4 read straight off the deployment (the decision function before it had records)."""
+    wf = d.workflows.get(call.workflow)
+    if wf is None:
+        return Decision(False, f"unknown workflow {call.workflow!r}")
+    home = wf.tenant
+    if not call.chain:
+        return Decision(False, "empty delegation chain")
+    if call.chain[0] != wf.agent:
+        return Decision(False, f"the chain must start with the workflow's agent {wf.agent!r}")
+    if len(set(call.chain)) != len(call.chain):
+        return Decision(False, "an agent repeats in the delegation chain")
+    for index, agent_id in enumerate(call.chain):
+        agent = d.agents.get(agent_id)
+        if agent is None:
+            return Decision(False, f"unknown agent {agent_id!r}")
+        if not agent.serves(home):
+            return Decision(False, f"{agent_id} does not serve the workflow's tenant {home}")
+        if index and agent_id not in d.agents[call.chain[index - 1]].delegates_to:
+            return Decision(False, f"{call.chain[index - 1]} does not delegate to {agent_id}")
+    acting = d.agents[call.chain[-1]]
+    tool = d.tools.get(call.tool)
+    if tool is None:
+        return Decision(False, f"unknown tool {call.tool!r}")
+    if not wf.uses(tool.id):
+        return Decision(False, f"workflow {wf.id} may not use {tool.id}")
+    op = tool.operations.get(call.operation)
+    if op is None:
+        return Decision(False, f"{tool.id} has no operation {call.operation!r}")
+    if call.tenant not in d.tenants:
+        return Decision(False, f"unknown tenant {call.tenant!r}")
+    if len(set(call.fields)) != len(call.fields):
+        return Decision(False, "a field is named twice")
+    outside = [f for f in call.fields if f not in op.fields]
+    if outside:
+        return Decision(False, f"{op.qualified} has no field {outside[0]!r}")
+    params = call.params or {}
+    if set(params) != set(op.params):
+        missing, extra = sorted(set(op.params) - set(params)), sorted(set(params) - set(op.params))
+        return Decision(False, f"{op.qualified}: " + (f"missing param {missing[0]!r}" if missing
+                                                      else f"undeclared param {extra[0]!r}"))
+    for name, kind in op.params.items():
+        if not kind.accepts(params[name]):
+            return Decision(False, f"{op.qualified}: param {name!r} must be {kind.describe()}")
+    if call.gate is not None and call.gate not in d.gates:
+        return Decision(False, f"unknown gate {call.gate!r}")
+    plain = Decider(d)  # for its env and compiled conditions only
+    env = plain.env(call, wf, op)
+
+    def holds(perm):
+        return True if perm.when is None else plain.condition(perm, env)
+
+    def in_order(perms):  # those for the tool, then those for every tool
+        return [p for p in perms if p.tool == tool.id] + [p for p in perms if p.tool == STAR]
+
+    chosen, refusals = None, []
+    for role_id in acting.roles:
+        role = d.roles.get(role_id)
+        for grant in in_order(role.grants if role else ()):
+            if not grant.matches(tool.id, op.id):
+                continue
+            if grant.fields is not None and tool.enforced_by != "prompt" and not set(call.fields) <= set(grant.fields):
+                refusals.append(f"{grant.label} does not cover fields {sorted(set(call.fields) - set(grant.fields))}")
+            elif grant.approval is not None and grant.approval != call.gate:
+                refusals.append(f"{grant.label} needs approval through {grant.approval}")
+            elif holds(grant) is not True:
+                refusals.append(f"{grant.label}: condition {grant.when.source} does not hold")
+            else:
+                chosen = grant
+                break
+        if chosen is not None:
+            break
+    if chosen is None:
+        return Decision(False, "; ".join(refusals) if refusals else f"no role of {acting.id} grants {op.qualified}")
+    denies = [deny for role_id in acting.roles if role_id in d.roles
+              for deny in in_order(d.roles[role_id].denies) if deny.matches(tool.id, op.id)]
+    denies += [g for g in in_order(d.guardrails)
+               if g.matches(tool.id, op.id) and reach.guardrail_selects(g, acting.id, home)]
+    for deny in denies:
+        if holds(deny) is not False:
+            return Decision(False, f"{deny.label} denies {op.qualified}"
+                                   + (f" (when {deny.when.source})" if deny.when else ""), chosen, deny=deny)
+    held = []
+    for cred_id in acting.credentials:
+        cred = d.credentials.get(cred_id)
+        if cred is None or not cred.covers(tool.id):
+            continue
+        if call.tenant in reach.reach_of(d, cred, tool, wf):
+            return Decision(True, f"{chosen.label} allows {op.qualified}; {acting.id} holds {cred.id} which "
+                                  f"reaches {call.tenant} ({reach.reach_reason(cred, tool)})",
+                            chosen, cred.id, plain.call_risk(op, env))
+        held.append(cred.id)
+    if held:
+        return Decision(False, f"{acting.id}'s credentials for {tool.id} ({', '.join(held)}) do not reach "
+                               f"{call.tenant}", chosen)
+    return Decision(False, f"{acting.id} holds no credential covering {tool.id}", chosen)
+
+
+def _ghostly(draw, call: Call) -> Call:
+    """The call, sometimes with one id no definition has (the records must not remember those)."""
+    what = draw(st.sampled_from(["none"] * 6 + ["tool", "operation", "tenant", "agent", "workflow"]))
+    if what == "agent":
+        return dataclasses.replace(call, chain=(*call.chain, "ghost"))
+    return call if what == "none" else dataclasses.replace(call, **{what: "ghost"})
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(deployments(), st.data())
+def test_decider_records_decide_as_the_deployment_reads(d, data):
+    decider = Decider(d)
+    asked = [_ghostly(data.draw, data.draw(calls(d))) for _ in range(12)]
+    for c in asked + asked:  # made, then read from the records
+        assert decider.decide(c) == reference_decision(d, c), c
+    assert "ghost" not in decider._workflows and "ghost" not in decider._agents
+    assert not any("ghost" in key for key in decider._operations)
+
+
+@pytest.mark.parametrize("name", ["agency", "flawed-agency"])
+def test_decider_records_on_the_agency_fixtures(name):
+    d = load(str(FIXTURES / name))
+    decider = Decider(d)
+    for wf_id, chain, tool_id, op_id in granted_routes(d):
+        op = d.tools[tool_id].operations[op_id]
+        for tenant in sorted(d.tenants):
+            for value in (0, 1):  # the first and second value of each param's sampled domain
+                params = {n: param_values(d, k)[value % len(param_values(d, k))] for n, k in op.params.items()}
+                for gate in (None, *sorted(d.gates)):
+                    c = Call(wf_id, chain, tool_id, op_id, tenant, (), params, gate)
+                    assert decider.decide(c) == reference_decision(d, c), c

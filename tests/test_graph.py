@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import networkx as nx
 import pytest
 from conftest import FIXTURES, build_deployment, hygienic_sections
+from hypothesis import HealthCheck, given, settings
+from strategies import deployments
 
+from analyzer import graph as graph_module
 from analyzer.errors import Loc
-from analyzer.graph import PermissionGraph
+from analyzer.graph import PermissionGraph, Step
 from analyzer.loader import load
 
 
@@ -148,3 +152,58 @@ def test_to_json_is_sorted_and_complete(agency_graph):
     assert {e["from"] for e in doc["edges"]} | {e["to"] for e in doc["edges"]} <= set(ids)
     assert len(doc["edges"]) == agency_graph.g.number_of_edges()
     assert all(e["reason"] and e["location"] for e in doc["edges"])
+
+
+# ---- the graph made on first use, and single edges read without it ----------------------------
+def _reference_graph(d):
+    """The graph as networkx's own add_nodes_from / add_edges_from make it from the same nodes and edges."""
+    ref = nx.MultiDiGraph()
+    ref.add_nodes_from(graph_module._nodes(d))
+    ref.add_edges_from((s, t, k, {"kind": k, "reason": r, "loc": loc}) for s, t, k, r, loc in graph_module._edges(d))
+    return ref
+
+
+def _assert_graph_and_steps_agree(d):
+    whole, lazy = PermissionGraph(d), PermissionGraph(d)
+    ref = _reference_graph(d)
+    # the same nodes, edges and data, in the same orders (DOT and the report follow them)
+    assert list(whole.g.nodes(data=True)) == list(ref.nodes(data=True))
+    assert list(whole.g.edges(keys=True, data=True)) == list(ref.edges(keys=True, data=True))
+    assert list(whole.g.in_edges(keys=True, data=True)) == list(ref.in_edges(keys=True, data=True))
+    kinds = {k for _, _, k in whole.g.edges(keys=True)}
+    for source, target, kind, data in whole.g.edges(keys=True, data=True):
+        assert lazy.step(source, target, kind) == Step(source, target, kind, data["reason"], data["loc"])
+        for other in kinds - set(whole.g[source][target]):
+            assert not lazy.has_edge(source, target, other)
+        if not whole.g.has_edge(target, source, kind):
+            assert not lazy.has_edge(target, source, kind)
+    for name in whole.g.nodes:  # every node's out-edges, and nothing more
+        assert [e[:3] for e in lazy._edges_from(name)] == list(whole.g.out_edges(name, keys=True))
+    assert "g" not in lazy.__dict__, "reading single edges must not make the whole graph"
+
+
+def test_graph_and_single_edges_agree_on_the_fixtures(fixture_graph):
+    _assert_graph_and_steps_agree(fixture_graph.deployment)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(deployments())
+def test_graph_and_single_edges_agree_on_random_deployments(d):
+    _assert_graph_and_steps_agree(d)
+
+
+@pytest.mark.parametrize("source", ["grant:nope#1", "grant:reader#0", "grant:reader#9", "grant:reader#01",
+                                    "guardrail:#1", "deny:reader#1", "role:nope", "agent:nope", "tenant:acme",
+                                    "nonsense", ""])
+def test_unknown_sources_have_no_edges(source):
+    pg = PermissionGraph(build_deployment(**hygienic_sections()))
+    assert pg._edges_from(source) == []
+    assert not pg.has_edge(source, "operation:crm.read", "allows")
+
+
+def test_step_reads_the_graph_once_it_is_made(agency_graph):
+    agency_graph.g  # noqa: B018 - made now
+    step = agency_graph.step("agent:sales-agent", "credential:sales-crm", "holds")
+    assert step.reason == "sales-agent holds sales-crm, minted per workflow for its tenant"
+    assert agency_graph.has_edge("agent:sales-agent", "credential:sales-crm", "holds")
+    assert not agency_graph.has_edge("agent:sales-agent", "credential:sales-crm", "covers")
