@@ -74,6 +74,8 @@ def split(deployment, parts: int) -> list[list[str]]:
 def _work(share: list[str]):
     prover = _STATE["prover"]
     prover.progress = NULL  # the parent's terminal belongs to the parent
-    some_cases = list(prover_module.cases(prover.d, share))
-    events = [prover.events(job.goal, job.rule.never, some_cases) for job in _STATE["jobs"]]
+    jobs = _STATE["jobs"]
+    interest = prover_module.Interest.of_goals(job.goal for job in jobs)
+    some_cases = list(prover_module.cases(prover.d, share, interest))
+    events = [prover.events(job.goal, job.rule.never, some_cases) for job in jobs]
     return events, len(some_cases)

@@ -86,38 +86,235 @@ class Answer:
     region: str | None = None
 
 
-def cases(deployment: model.Deployment, workflows=None) -> Iterator[Case]:
+@dataclass(frozen=True)
+class Interest:
+    """Which cases some pending invariant can learn from; the others are not enumerated at all.
+
+    ``every``: a custom ``never`` invariant looks at every case. ``foreign``: the cross-tenant
+    invariant looks only at cases whose target tenant is not the workflow's. ``ungated``: the
+    approval invariant looks only at operations that may need approval, called through a grant
+    that needs no real gate (a case without one answers unsat for every gate it would try)."""
+
+    every: bool = True
+    foreign: bool = False
+    ungated: bool = False
+
+    @classmethod
+    def of_goals(cls, goals) -> Interest:
+        goals = set(goals)
+        return cls(every="never" in goals, foreign="cross-tenant" in goals, ungated="ungated" in goals)
+
+
+EVERY = Interest()
+
+
+def cases(deployment: model.Deployment, workflows=None, interest: Interest = EVERY) -> Iterator[Case]:
     """Every structural case, in a stable order (workflow, agent, tool, operation, tenant).
 
-    With ``workflows`` (ids), only the cases of those workflows, in the same order."""
+    With ``workflows`` (ids), only the cases of those workflows, in the same order; with
+    ``interest``, only the cases it names (the order of those is unchanged)."""
     for wf_id in sorted(deployment.workflows if workflows is None else workflows):
-        yield from workflow_cases(deployment, deployment.workflows[wf_id])
+        yield from workflow_cases(deployment, deployment.workflows[wf_id], interest=interest)
 
 
-def workflow_cases(deployment: model.Deployment, wf: model.Workflow, agents=None) -> Iterator[Case]:
-    """The cases of one workflow (with ``agents``, only those whose acting agent is among them)."""
+class _Tables:
+    """What case enumeration asks again and again, computed once per deployment: agents share
+    roles, so the (tool, operation) pairs their grants name and the denies that name them are
+    kept per roles tuple rather than recomputed per agent and workflow."""
+
+    def __init__(self, d: model.Deployment):
+        self.d = d
+        self.unreal = frozenset(d.gates) - d.real_gates
+        self._roles: dict[str, tuple] = {}
+        self._by_roles: dict[tuple, list] = {}
+        self._role_denies: dict[tuple, tuple] = {}
+        self._guardrails: dict[tuple, tuple] = {}
+        self._spread: dict[str, frozenset] = {}
+        self._views: dict[str, tuple] = {}
+        self._needs: dict[int, bool] = {}
+
+    def role(self, role_id: str) -> tuple[dict, dict, frozenset]:
+        """One role's grants by (tool id, operation id) → [tool, operation, grants...], its keys by
+        tool id, and the keys the approval invariant can learn from (see :meth:`ungated_relevant`)."""
+        found = self._roles.get(role_id)
+        if found is None:
+            d = self.d
+            by_key: dict[tuple[str, str], list] = {}
+            by_tool: dict[str, list] = {}
+            ungated = set()
+            for grant in d.roles[role_id].grants:
+                loose = grant.approval is None or grant.approval in self.unreal
+                for tool, op in d.operations_of(grant):
+                    key = (tool.id, op.id)
+                    entry = by_key.get(key)
+                    if entry is None:
+                        by_key[key] = [tool, op, grant]
+                        by_tool.setdefault(tool.id, []).append(key)
+                    else:
+                        entry.append(grant)
+                    if loose and self.may_need_approval(op):
+                        ungated.add(key)
+            found = self._roles[role_id] = (by_key, by_tool, frozenset(ungated))
+        return found
+
+    def entry(self, roles: tuple[str, ...], key: tuple[str, str], tables: list | None = None):
+        """(tool id, operation id, tool, operation, grants) of an agent with these roles: grants in
+        role order, then grant order (as FORMAT §4 reads them); None when no role names it.
+        ``tables``: the roles' tables (:meth:`role`), when the caller has them."""
+        grants: list = []
+        first = None
+        for table in tables if tables is not None else [self.role(role_id) for role_id in roles]:
+            found = table[0].get(key)
+            if found is not None:
+                first = first or found
+                grants.extend(found[2:])
+        return None if first is None else (key[0], key[1], first[0], first[1], tuple(grants))
+
+    def operations(self, roles: tuple[str, ...]) -> list:
+        """Every entry (see :meth:`entry`) of an agent with these roles, sorted by key."""
+        found = self._by_roles.get(roles)
+        if found is None:
+            keys = set()
+            for role_id in roles:
+                keys.update(self.role(role_id)[0])
+            found = self._by_roles[roles] = [self.entry(roles, key) for key in sorted(keys)]
+        return found
+
+    def denies(self, agent: model.Agent, home: str, tool_id: str, op_id: str) -> tuple:
+        """reach.denies_for (same order), from per-role and per-(agent, home) tables."""
+        found: tuple = ()
+        role_denies = self._role_denies
+        for role_id in agent.roles:
+            key = (role_id, tool_id, op_id)
+            own = role_denies.get(key)
+            if own is None:
+                own = role_denies[key] = tuple(
+                    deny for deny in self.d.roles[role_id].denies if deny.matches(tool_id, op_id))
+            if own:
+                found += own
+        rails = self.guardrails(agent.id, home)
+        if rails:
+            found += tuple(g for g in rails if g.matches(tool_id, op_id))
+        return found
+
+    def view(self, agent: model.Agent) -> tuple[frozenset, list, dict]:
+        """An agent's keys the approval invariant can learn from (the union of its roles', see
+        :meth:`role`), its roles' tables in order, and a place for its entries (filled as asked)."""
+        found = self._views.get(agent.id)
+        if found is None:
+            tables = [self.role(role_id) for role_id in agent.roles]
+            loose = frozenset().union(*(table[2] for table in tables))
+            found = self._views[agent.id] = (loose, tables, {})
+        return found
+
+    def spread(self, agent: model.Agent) -> frozenset[str]:
+        """Tools on which some credential of the agent may reach beyond one workflow's tenant
+        (a superset: per-workflow credentials on per-tenant tools enforced by the server, and
+        tools holding no tenant data, never do; see reach.reach_of)."""
+        found = self._spread.get(agent.id)
+        if found is None:
+            d = self.d
+            tools = set()
+            for cred_id in agent.credentials:
+                cred = d.credentials[cred_id]
+                for tool_id in (d.tools if cred.tools == model.STAR else cred.tools):
+                    tool = d.tools.get(tool_id)
+                    if tool is None or tool.tenancy == "none":
+                        continue
+                    if tool.tenancy == "shared" or tool.enforced_by == "prompt" or cred.issued != "per-workflow":
+                        tools.add(tool_id)
+            found = self._spread[agent.id] = frozenset(tools)
+        return found
+
+    def guardrails(self, agent_id: str, home: str) -> tuple:
+        key = (agent_id, home)
+        found = self._guardrails.get(key)
+        if found is None:
+            found = self._guardrails[key] = tuple(
+                g for g in self.d.guardrails if reach.guardrail_selects(g, agent_id, home))
+        return found
+
+    def may_need_approval(self, op: model.Operation) -> bool:
+        found = self._needs.get(id(op))
+        if found is None:
+            policy = self.d.policy
+            declared = risk.declared_risk(op, policy)
+            found = risk.needs_approval(declared, policy) or (
+                op.high_risk_when is not None and declared != "high" and risk.needs_approval("high", policy))
+            self._needs[id(op)] = found
+        return found
+
+    def ungated_relevant(self, op: model.Operation, grants: tuple) -> bool:
+        """Whether the approval invariant can find anything here (see :class:`Interest`)."""
+        if not self.may_need_approval(op):
+            return False
+        unreal = self.unreal
+        return any(g.approval is None or g.approval in unreal for g in grants)
+
+
+def tables(d: model.Deployment) -> _Tables:
+    found = d.__dict__.get("_prover_tables")
+    if found is None:
+        found = _Tables(d)
+        d.__dict__["_prover_tables"] = found  # the Deployment is frozen; its cached properties live there too
+    return found
+
+
+def workflow_cases(deployment: model.Deployment, wf: model.Workflow, agents=None,
+                   interest: Interest = EVERY) -> Iterator[Case]:
+    """The cases of one workflow (with ``agents``, only those whose acting agent is among them;
+    with ``interest``, only those it names)."""
+    t = tables(deployment)
+    home = wf.tenant
+    every, foreign, ungated = interest.every, interest.foreign, interest.ungated
     for agent_id, chain in sorted(reach.chains(deployment, wf).items()):
         if agents is not None and agent_id not in agents:
             continue
         agent = deployment.agents[agent_id]
-        by_operation: dict[tuple[str, str], list[model.Permission]] = {}
-        for role_id in agent.roles:
-            for grant in deployment.roles[role_id].grants:
-                for tool, op in deployment.operations_of(grant):
-                    if wf.uses(tool.id):
-                        by_operation.setdefault((tool.id, op.id), []).append(grant)
-        for (tool_id, op_id), grants in sorted(by_operation.items()):
-            tool = deployment.tools[tool_id]
-            denies = list(reach.denies_for(deployment, agent, wf.tenant, tool_id, op_id))
-            if any(d.when is None for d in denies):
+        reached: dict[str, list[str]] = {}  # tool id → sorted tenants the agent's credentials reach
+
+        def tenants_of(tool, agent=agent, reached=reached):
+            tenants = reached.get(tool.id)
+            if tenants is None:
+                found: set[str] = set()
+                for cred_id in agent.credentials:
+                    cred = deployment.credentials[cred_id]
+                    if cred.covers(tool.id):
+                        found |= reach.reach_of(deployment, cred, tool, wf)
+                tenants = reached[tool.id] = sorted(found)
+            return tenants
+
+        if every:
+            entries = t.operations(agent.roles)
+            loose: frozenset | set = frozenset()
+        else:
+            # only what the pending invariants can learn from: keys some role grants without a
+            # real gate on an operation that may need approval, and keys on tools whose reach
+            # leaves the workflow's tenant
+            agent_loose, role_tables, known = t.view(agent)
+            loose = agent_loose if ungated else frozenset()
+            keys = set(loose)
+            if foreign:
+                for tool_id in t.spread(agent):
+                    if wf.uses(tool_id) and any(x != home for x in tenants_of(deployment.tools[tool_id])):
+                        for table in role_tables:
+                            keys.update(table[1].get(tool_id, ()))
+            entries = []
+            for key in sorted(keys):
+                found = known.get(key)
+                if found is None:
+                    found = known[key] = t.entry(agent.roles, key, role_tables)
+                entries.append(found)
+        for tool_id, op_id, tool, op, grants in entries:
+            if not wf.uses(tool_id):
                 continue
-            tenants: set[str] = set()
-            for cred_id in agent.credentials:
-                cred = deployment.credentials[cred_id]
-                if cred.covers(tool_id):
-                    tenants |= reach.reach_of(deployment, cred, tool, wf)
-            for tenant in sorted(tenants):
-                yield Case(wf, chain, tool, tool.operations[op_id], tenant, tuple(grants), tuple(denies))
+            wanted_all = every or (tool_id, op_id) in loose
+            denies = t.denies(agent, home, tool_id, op_id)
+            if denies and any(d.when is None for d in denies):
+                continue
+            for tenant in tenants_of(tool):
+                if wanted_all or tenant != home:
+                    yield Case(wf, chain, tool, op, tenant, grants, denies)
 
 
 def estimated_cases(deployment: model.Deployment) -> int:
@@ -132,7 +329,8 @@ def workflow_weight(deployment: model.Deployment, wf: model.Workflow) -> int:
                for r in deployment.agents[agent_id].roles)
 
 
-PARALLEL_THRESHOLD = 5_000  # estimated cases below which forking workers costs more than it saves
+PARALLEL_THRESHOLD = 5_000_000  # estimated cases (grant entries per workflow) below which forking costs more
+#: than it saves: measured on 2 cores, L (1.4 million) proves faster in one process (3.8 s against 5.1 s)
 
 
 @dataclass(frozen=True)
@@ -204,6 +402,10 @@ class Prover:
         self._cases: list[Case] | None = None
         self._refs: dict[int, frozenset] = {}
         self._cache: dict[tuple, Answer] = {}
+        self._signatures: dict[int, tuple] = {}
+        self._statics: dict[tuple, tuple] = {}
+        self._mentions_gate: dict[tuple, bool] = {}
+        self._alive: list = []
 
     @property
     def pg(self) -> PermissionGraph:
@@ -227,11 +429,11 @@ class Prover:
             self._cases = self._enumerate(sorted(self.d.workflows))
         return self._cases
 
-    def _enumerate(self, workflow_ids: list[str]) -> list[Case]:
+    def _enumerate(self, workflow_ids: list[str], interest: Interest = EVERY) -> list[Case]:
         found: list[Case] = []
         with self.progress.stage("proofs: enumerating cases", total=len(workflow_ids)) as stage:
             for index, wf_id in enumerate(workflow_ids, 1):
-                found.extend(workflow_cases(self.d, self.d.workflows[wf_id]))
+                found.extend(workflow_cases(self.d, self.d.workflows[wf_id], interest=interest))
                 if index % 64 == 0:
                     stage.advance(64)
             stage.update(completed=len(workflow_ids))
@@ -284,11 +486,14 @@ class Prover:
         return _Job(rule, goal)
 
     def _prove_serial(self, jobs: list[_Job]) -> list[list[Event]]:
-        all_cases = self.all_cases
+        if self._cases is not None:
+            some_cases = self._cases
+        else:
+            some_cases = self._enumerate(sorted(self.d.workflows), Interest.of_goals(job.goal for job in jobs))
         results = []
-        with self.progress.stage(f"proofs: {len(all_cases):,} cases", total=len(all_cases) * len(jobs)) as stage:
+        with self.progress.stage(f"proofs: {len(some_cases):,} cases", total=len(some_cases) * len(jobs)) as stage:
             for job in jobs:
-                results.append(self.events(job.goal, job.rule.never, all_cases, stop_on_error=True, stage=stage))
+                results.append(self.events(job.goal, job.rule.never, some_cases, stop_on_error=True, stage=stage))
         return results
 
     def events(self, goal: str, never: model.Condition | None, some_cases, stop_on_error: bool = False,
@@ -299,12 +504,15 @@ class Prover:
         found: list[Event] = []
         witnessed: set[tuple] = set()
         done = 0
+        t = tables(self.d)
         for case in some_cases:
             done += 1
             if stage is not None and done % 1024 == 0:
                 stage.advance(1024)
             if goal == "cross-tenant" and case.tenant == case.workflow.tenant:
                 continue
+            if goal == "ungated" and not t.ungated_relevant(case.operation, case.grants):
+                continue  # every gate it would try answers unsat (see Interest)
             key = (case.agent, case.tool.id, case.operation.id, case.tenant)
             if key in witnessed:
                 continue
@@ -371,7 +579,13 @@ class Prover:
     def _gates(self, case: Case, goal: str, never: model.Condition | None) -> list[str | None]:
         """The approvals worth trying: a grant only distinguishes none, its own gate, and others."""
         gates: list[str | None] = [None]
-        mentions_gate = any(("call", "gate") in self.refs(c) for c in self.case_conditions(case, never))
+        memo_key = (id(never), id(case.operation), *map(id, case.grants), None, *map(id, case.denies))
+        mentions_gate = self._mentions_gate.get(memo_key)
+        if mentions_gate is None:
+            mentions_gate = any(("call", "gate") in self.refs(c) for c in self.case_conditions(case, never))
+            # keep what the ids name alive as long as the memo, so that no id is reused
+            self._mentions_gate[memo_key] = mentions_gate
+            self._alive.append((never, case.operation, case.grants, case.denies))
         if goal == "ungated":
             unreal = self.unreal_gates
             if mentions_gate:
@@ -407,26 +621,59 @@ class Prover:
         With ``symbolic``, tenant attributes count only by type: the key of a question asked
         for every tenant at once (an attribute is then any value of its type)."""
         case = question.case
-        call = self.call_constants(case, question.gate)
-        tenant = self.d.tenants[case.tenant]
+        static = self._static_shape(question, usable)
         seen = []
-        for cond in self.case_conditions(case, question.never):
-            for root, name in sorted(self.refs(cond), key=lambda r: (r[0], r[1] or "")):
+        if static[1]:
+            call = self.call_constants(case, question.gate)
+            tenant = self.d.tenants[case.tenant]
+            for root, name in static[1]:
                 if root == "call" and name is not None:
                     seen.append(("call", name, call.get(name)))
                 elif root == "call" or root == "tenant" and name is None:
-                    seen.append((root, None, case.tenant, case.agent, case.workflow.id, question.gate))
-                elif root == "tenant":
+                    seen.append((root, None, case.tenant, case.agent, case.workflow.id, question.gate, case.tool.id,
+                                 case.operation.id))
+                else:
                     value = case.tenant if name == "id" else tenant.attributes.get(name, _MISSING)
                     seen.append(("tenant", name, type(value).__name__ if symbolic and value is not _MISSING
                                  else _hashable(value)))
-        declared = risk.declared_risk(case.operation, self.d.policy)
-        return (symbolic, question.goal, id(question.never), case.tool.id, case.operation.id, case.tool.enforced_by,
-                # grants and denies count by what the solver sees of them, so identical grants of
-                # different roles (the common case in large deployments) share one answer
-                tuple(sorted({(g.when.source if g.when else "", g.fields is None, g.fields or ()) for g in usable})),
-                tuple(sorted({d.when.source for d in case.denies})), declared,
-                case.tenant == case.workflow.tenant, tuple(seen))
+        return (symbolic, static[0], case.tenant == case.workflow.tenant, tuple(seen))
+
+    def _static_shape(self, question: Question, usable: tuple[model.Permission, ...]) -> tuple:
+        """The part of a shape key that depends only on the grants, denies, operation and
+        invariant (remembered by their identity), and the call and tenant references of their
+        conditions, in order."""
+        case = question.case
+        memo_key = (question.goal, id(question.never), id(case.operation), *map(id, usable), None,
+                    *map(id, case.denies))
+        found = self._statics.get(memo_key)
+        if found is None:
+            refs = []
+            for cond in self.case_conditions(case, question.never):
+                for root, name in sorted(self.refs(cond), key=lambda r: (r[0], r[1] or "")):
+                    if root in ("call", "tenant"):
+                        refs.append((root, name))
+            declared = risk.declared_risk(case.operation, self.d.policy)
+            static = (question.goal, id(question.never), self.op_signature(case.tool, case.operation),
+                      # grants and denies count by what the solver sees of them, so identical grants of
+                      # different roles (the common case in large deployments) share one answer
+                      tuple(sorted({(g.when.source if g.when else "", g.fields is None, g.fields or ())
+                                    for g in usable})),
+                      tuple(sorted({d.when.source for d in case.denies})), declared)
+            # the operation and permissions are kept alive with the memo, so their ids stay theirs
+            found = self._statics[memo_key] = (static, tuple(refs), case.operation, usable, case.denies)
+        return found
+
+    def op_signature(self, tool: model.Tool, op: model.Operation) -> tuple:
+        """What the encoding of a case sees of its tool and operation (their ids only through the
+        conditions, which the shape key adds): operations of different tools declared alike
+        (billing-007.refund, billing-013.refund) share one solver answer."""
+        found = self._signatures.get(id(op))
+        if found is None or found[0] is not op:
+            params = tuple((name, kind.kind, kind.values) for name, kind in sorted(op.params.items()))
+            found = self._signatures[id(op)] = (op, (
+                params, op.fields, tool.enforced_by, op.high_risk_when.source if op.high_risk_when else None,
+                risk.declared_risk(op, self.d.policy)))
+        return found[1]
 
     def ask(self, question: Question) -> Answer:
         case = question.case
@@ -659,7 +906,7 @@ class Prover:
         cred = self.d.credentials[decision.credential]
         steps.append(pg.step(node("agent", case.agent), node("credential", cred.id), "holds"))
         target = node("tenant", case.tenant)
-        if pg.g.has_edge(node("credential", cred.id), target, key="reaches") and case.tool.tenancy == "per-tenant" \
+        if pg.has_edge(node("credential", cred.id), target, "reaches") and case.tool.tenancy == "per-tenant" \
                 and case.tool.enforced_by == "server":
             steps.append(pg.step(node("credential", cred.id), target, "reaches"))
         else:

@@ -408,3 +408,87 @@ def test_a_witness_through_a_gate_without_a_person_is_reported(catalogue):
     assert witness["call"]["approval"] == {"gate": "bots", "by": None}
     assert not Decider(deployment).decide(parse_request(witness["call"], deployment)).allow
     check_witnesses(deployment, result, CROSS_TENANT)
+
+
+# ---------------------------------------------------------------------------------------------- 5. what scales
+# Case enumeration works from per-role tables and skips cases no pending invariant can learn
+# from, and operations declared alike share solver answers; each is held to the plain reading.
+
+
+def _plain_cases(deployment):
+    """The cases as FORMAT §4 reads them, agent by agent, with no tables and no filter."""
+    from analyzer import reach
+    from analyzer.prover import Case
+
+    for wf_id in sorted(deployment.workflows):
+        wf = deployment.workflows[wf_id]
+        for agent_id, chain in sorted(reach.chains(deployment, wf).items()):
+            agent = deployment.agents[agent_id]
+            by_operation: dict = {}
+            for role_id in agent.roles:
+                for grant in deployment.roles[role_id].grants:
+                    for tool, op in deployment.operations_of(grant):
+                        if wf.uses(tool.id):
+                            by_operation.setdefault((tool.id, op.id), []).append(grant)
+            for (tool_id, op_id), grants in sorted(by_operation.items()):
+                tool = deployment.tools[tool_id]
+                denies = list(reach.denies_for(deployment, agent, wf.tenant, tool_id, op_id))
+                if any(d.when is None for d in denies):
+                    continue
+                tenants: set = set()
+                for cred_id in agent.credentials:
+                    cred = deployment.credentials[cred_id]
+                    if cred.covers(tool_id):
+                        tenants |= reach.reach_of(deployment, cred, tool, wf)
+                for tenant in sorted(tenants):
+                    yield Case(wf, chain, tool, tool.operations[op_id], tenant, tuple(grants), tuple(denies))
+
+
+@given(text=strategies.deployment_texts())
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_case_enumeration_from_role_tables_is_the_plain_enumeration(text):
+    from analyzer.prover import cases
+
+    deployment = load_text(text)
+    assert list(cases(deployment)) == list(_plain_cases(deployment))
+
+
+@given(text=strategies.deployment_texts())
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_the_cases_left_out_for_the_invariants_change_no_event(text):
+    """Each built-in invariant sees the same events from the cases its Interest keeps as from
+    every case, and the kept cases are a subsequence of every case (same order)."""
+    from analyzer.prover import Interest, cases
+
+    deployment = load_text(text)
+    every = list(cases(deployment))
+    prover = prover_for(deployment)
+    for goal in ("cross-tenant", "ungated"):
+        kept = list(cases(deployment, interest=Interest.of_goals([goal])))
+        positions = iter(every)
+        assert all(any(case == other for other in positions) for case in kept)  # a subsequence
+        assert prover.events(goal, None, kept) == prover.events(goal, None, every)
+    both = list(cases(deployment, interest=Interest.of_goals(["cross-tenant", "ungated"])))
+    assert both == [c for c in every if c in both]
+
+
+def test_operations_declared_alike_on_different_tools_share_one_solver_call(monkeypatch, catalogue):
+    operation = {"effect": "payment", "params": {"amount": "int"}}
+    tools = {f"billing-{n}": {"operations": {"refund": operation}} for n in range(5)}
+    deployment = build_deployment(
+        tenants=["acme"], tools=tools,
+        roles={"r": {"grants": [{"tool": t, "operations": ["refund"], "when": "params.amount <= 50"}
+                                for t in tools]}},
+        agents={"a": {"roles": ["r"], "tenants": ["acme"], "credentials": ["k"]}},
+        credentials={"k": {"tools": sorted(tools), "tenants": ["acme"], "store": "vault"}},
+        workflows={"w": {"tenant": "acme", "agent": "a"}})
+    solved = []
+    prover = prover_for(deployment)
+    real_solve = prover._solve
+    monkeypatch.setattr(prover, "_solve", lambda *args, **kwargs: solved.append(args) or real_solve(*args, **kwargs))
+    result, findings = prover.prove(catalogue["no-ungated-high-risk"])
+    assert result.status == "violated"
+    # five witness classes (one per tool), each replayed, from one question to the solver
+    assert sorted(f.witness["call"]["tool"] for f in findings) == sorted(tools)
+    assert all(f.witness["region"] == "amount <= 50" for f in findings)
+    assert len(solved) == 1
