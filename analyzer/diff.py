@@ -156,10 +156,6 @@ def _keyer_for(cls: type):
     return lambda value: value
 
 
-# dataclasses whose == compares all their content (and positions): equal means unchanged at once
-_EQ_IS_CONTENT = (model.Role, model.Agent, model.Credential, model.Workflow, model.Gate, model.Person)
-
-
 def _tool_key(tool: model.Tool):
     """A tool's own content; its operations count one by one (see :func:`_changes`)."""
     return (tool.id, tool.tenancy, tool.enforced_by, tool.name, tool.description)
@@ -170,11 +166,8 @@ def _changed(before: Mapping, after: Mapping, key=content_key) -> set[str]:
     changed = set()
     for ident, definition in after.items():
         previous = before.get(ident)
-        if previous is None:
-            changed.add(ident)
-        elif isinstance(definition, _EQ_IS_CONTENT) and previous == definition:
-            continue
-        elif key(previous) != key(definition):
+        # by content, never by ==: that would compare positions, which are read lazily
+        if previous is None or key(previous) != key(definition):
             changed.add(ident)
     return changed
 

@@ -8,21 +8,48 @@ are gathered across all stages that can still run and raised together as one
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from types import MappingProxyType
 
 from analyzer import conditions, model, spec
 from analyzer.errors import Diagnostic, InputError, Loc
 from analyzer.gcpause import paused_gc
-from analyzer.yamlsrc import Document, YamlError, decode_text, parse_yaml, read_bytes
+from analyzer.yamlsrc import Document, Positions, YamlError, decode_text, parse_yaml, read_bytes
 
 MAP_SECTIONS = ("tenants", "people", "tools", "roles", "agents", "credentials", "gates", "workflows")
 SINGLE_SECTIONS = ("policy", "audit")
 SUPPRESSIONS_FILE = "agentperm-suppressions.yaml"  # analyzer.suppressions.DEFAULT_FILE
 SECTION_KIND = {"tenants": "tenant", "people": "person", "tools": "tool", "roles": "role", "agents": "agent",
                 "credentials": "credential", "gates": "gate", "workflows": "workflow"}
+
+
+def _constructor(cls):
+    """``cls(**fields)`` for a frozen model dataclass, filling the instance's fields at once when
+    every field is given (the generated __init__ sets each one through object.__setattr__, which
+    is a fifth of building a model of 100,000 definitions); the real constructor otherwise."""
+    if hasattr(cls, "__post_init__"):  # pragma: no cover - no model class has one
+        return cls
+    count = len(dataclasses.fields(cls))
+    new = object.__new__
+
+    def construct(**fields):
+        if len(fields) != count:
+            return cls(**fields)
+        made = new(cls)
+        made.__dict__.update(fields)
+        return made
+
+    return construct
+
+
+(_NEW_TENANT, _NEW_PERSON, _NEW_OPERATION, _NEW_TOOL, _NEW_PERMISSION, _NEW_ROLE, _NEW_AGENT, _NEW_CREDENTIAL,
+ _NEW_GATE, _NEW_WORKFLOW) = map(_constructor, (model.Tenant, model.Person, model.Operation, model.Tool,
+                                                model.Permission, model.Role, model.Agent, model.Credential,
+                                                model.Gate, model.Workflow))
+_NEVER = model.Duration("never", None)  # frozen: one serves every credential without a ttl or rotation
 
 
 def display_name(path: str) -> str:
@@ -66,47 +93,57 @@ def find_files(paths: Iterable[str]) -> tuple[list[tuple[str, str]], list[Diagno
     return found, problems
 
 
-def load(paths: str | Iterable[str]) -> model.Deployment:
-    """Load and validate a deployment from files and directories; raises InputError."""
+def load(paths: str | Iterable[str], *, fast: bool = True) -> model.Deployment:
+    """Load and validate a deployment from files and directories; raises InputError.
+
+    ``fast=False`` reads every file with the reference YAML path (same result, slower)."""
     with paused_gc():
-        return _load(paths)
+        return _load(paths, fast)
 
 
-def _load(paths: str | Iterable[str]) -> model.Deployment:
+def _load(paths: str | Iterable[str], fast: bool) -> model.Deployment:
     if isinstance(paths, str):
         paths = [paths]
     paths = list(paths)
     files, problems = find_files(paths)
-    documents: list[Document] = []
+    texts: list[tuple[str, str]] = []  # (display name, text) of every file read
     digest = hashlib.sha256()
     for real, digest_name in files:
         name = display_name(real)
         try:
             raw = read_bytes(real, name)
             digest.update(digest_name.encode() + b"\0" + raw + b"\0")
-            documents.append(parse_yaml(name, decode_text(name, raw)))
+            texts.append((name, decode_text(name, raw)))
         except YamlError as exc:
             problems.extend(exc.diagnostics)
-    builder = _Builder(documents, problems)
-    deployment = builder.build(tuple(paths), tuple(display_name(f) for f, _ in files),
-                               "sha256:" + digest.hexdigest())
-    if builder.problems:
-        raise InputError(builder.problems)
-    return deployment
+    return _from_texts(texts, problems, tuple(paths), tuple(display_name(f) for f, _ in files),
+                       "sha256:" + digest.hexdigest(), fast)
 
 
-def load_text(text: str, name: str = "deployment.yaml") -> model.Deployment:
+def load_text(text: str, name: str = "deployment.yaml", *, fast: bool = True) -> model.Deployment:
     """Load a deployment from one YAML text (tests, the decision server)."""
-    problems: list[Diagnostic] = []
-    documents = []
-    try:
-        documents.append(parse_yaml(name, text))
-    except YamlError as exc:
-        problems.extend(exc.diagnostics)
-    builder = _Builder(documents, problems)
-    deployment = builder.build((name,), (name,),
-                               "sha256:" + hashlib.sha256(name.encode() + b"\0" + text.encode() + b"\0").hexdigest())
+    return _from_texts([(name, text)], [], (name,), (name,),
+                       "sha256:" + hashlib.sha256(name.encode() + b"\0" + text.encode() + b"\0").hexdigest(), fast)
+
+
+def _from_texts(texts: list[tuple[str, str]], problems: list[Diagnostic], paths, files, digest: str,
+                fast: bool) -> model.Deployment:
+    """Parse, check and build; raises InputError with every problem.
+
+    When a problem is found and some file took the fast YAML path, the whole build is redone
+    with the reference path, so that errors are always the reference path's, byte for byte."""
+    documents: list[Document] = []
+    found = list(problems)
+    for name, text in texts:
+        try:
+            documents.append(parse_yaml(name, text, fast=fast))
+        except YamlError as exc:
+            found.extend(exc.diagnostics)
+    builder = _Builder(documents, found)
+    deployment = builder.build(paths, files, digest)
     if builder.problems:
+        if any(document.fast for document in documents):
+            return _from_texts(texts, problems, paths, files, digest, False)
         raise InputError(builder.problems)
     return deployment
 
@@ -121,6 +158,7 @@ class _Builder:
         self.guardrails: list[tuple[Document, int, dict]] = []
         self.format_loc: Loc | None = None
         self.parsed: dict[str, object] = {}
+        self.shared: dict[tuple, tuple] = {}  # equal key tuples of field_locs/item_locs, kept once
 
     def error(self, loc: Loc, message: str, hint: str | None = None) -> None:
         self.problems.append(Diagnostic(loc, message, hint))
@@ -194,17 +232,21 @@ class _Builder:
         _Resolver(deployment, self).run()
         return deployment
 
-    @staticmethod
-    def field_locs(doc: Document, path: tuple, value: dict) -> MappingProxyType:
-        return MappingProxyType({key: doc.loc(path + (key,)) for key in value})
+    def field_locs(self, doc: Document, path: tuple, value: dict) -> Mapping[str, Loc]:
+        positions = doc.positions
+        if positions is None:  # the reference path: its tables are dropped after loading, keep Locs
+            return MappingProxyType({key: doc.loc(path + (key,)) for key in value})
+        keys = tuple(value)
+        return _FieldLocs(positions, path, self.shared.setdefault(keys, keys))
 
-    @staticmethod
-    def item_locs(doc: Document, path: tuple, value: dict, keys: Iterable[str]) -> MappingProxyType:
-        locs = {}
-        for key in keys:
-            for index, _ in enumerate(value.get(key) or ()) if isinstance(value.get(key), tuple) else ():
-                locs[(key, index)] = doc.value_loc(path + (key, index))
-        return MappingProxyType(locs)
+    def item_locs(self, doc: Document, path: tuple, value: dict, keys: Iterable[str]) -> Mapping[tuple, Loc]:
+        counts = tuple((key, len(value[key])) for key in keys
+                       if isinstance(value.get(key), tuple) and value[key])
+        positions = doc.positions
+        if positions is None:
+            return MappingProxyType({(key, index): doc.value_loc(path + (key, index))
+                                     for key, count in counts for index in range(count)})
+        return _ItemLocs(positions, path, self.shared.setdefault(counts, counts))
 
     def condition(self, doc: Document, path: tuple, text: str | None) -> model.Condition | None:
         if text is None:
@@ -223,51 +265,53 @@ class _Builder:
 
     def tenant(self, ident, doc, value):
         path = ("tenants", ident)
-        return model.Tenant(id=ident, loc=doc.loc(path), name=value.get("name"),
-                            description=value.get("description"),
-                            attributes=MappingProxyType(dict(value.get("attributes") or {})),
-                            locs=self.field_locs(doc, path, value))
+        return _NEW_TENANT(id=ident, loc=doc.loc(path), name=value.get("name"),
+                           description=value.get("description"),
+                           attributes=MappingProxyType(dict(value.get("attributes") or {})),
+                           locs=self.field_locs(doc, path, value))
 
     def person(self, ident, doc, value):
         path = ("people", ident)
-        return model.Person(id=ident, loc=doc.loc(path), name=value.get("name"), email=value.get("email"),
-                            description=value.get("description"), locs=self.field_locs(doc, path, value))
+        return _NEW_PERSON(id=ident, loc=doc.loc(path), name=value.get("name"), email=value.get("email"),
+                           description=value.get("description"), locs=self.field_locs(doc, path, value))
 
     def tool(self, ident, doc, value):
         path = ("tools", ident)
         operations = {}
         for op_id, op in sorted((value.get("operations") or {}).items()):
             op_path = path + ("operations", op_id)
-            operations[op_id] = model.Operation(
+            operations[op_id] = _NEW_OPERATION(
                 id=op_id, tool=ident, loc=doc.loc(op_path), effect=op.get("effect", "read"),
                 external=op.get("external", False), data=op.get("data", ()), fields=op.get("fields", ()),
                 params=MappingProxyType(dict(op.get("params") or {})), risk=op.get("risk"),
                 high_risk_when=self.condition(doc, op_path + ("high_risk_when",), op.get("high_risk_when")),
                 description=op.get("description"), locs=self.field_locs(doc, op_path, op))
-        return model.Tool(id=ident, loc=doc.loc(path), operations=MappingProxyType(operations),
-                          tenancy=value.get("tenancy", "per-tenant"), enforced_by=value.get("enforced_by", "server"),
-                          name=value.get("name"), description=value.get("description"),
-                          locs=self.field_locs(doc, path, value))
+        return _NEW_TOOL(id=ident, loc=doc.loc(path), operations=MappingProxyType(operations),
+                         tenancy=value.get("tenancy", "per-tenant"), enforced_by=value.get("enforced_by", "server"),
+                         name=value.get("name"), description=value.get("description"),
+                         locs=self.field_locs(doc, path, value))
 
     def permission(self, kind, owner, index, doc, path, value):
-        return model.Permission(
+        when = value.get("when")
+        return _NEW_PERMISSION(
             kind=kind, owner=owner, index=index, loc=doc.value_loc(path), tool=value.get("tool", model.STAR),
             operations=value.get("operations", ()), fields=value.get("fields"),
-            when=self.condition(doc, path + ("when",), value.get("when")), approval=value.get("approval"),
+            when=None if when is None else self.condition(doc, path + ("when",), when),
+            approval=value.get("approval"),
             agents=value.get("agents"), tenants=value.get("tenants"), locs=self.field_locs(doc, path, value))
 
     def role(self, ident, doc, value):
         path = ("roles", ident)
-        grants = tuple(self.permission("grant", ident, i, doc, path + ("grants", i), g)
-                       for i, g in enumerate(value.get("grants") or ()))
-        denies = tuple(self.permission("deny", ident, i, doc, path + ("denies", i), g)
-                       for i, g in enumerate(value.get("denies") or ()))
-        return model.Role(id=ident, loc=doc.loc(path), grants=grants, denies=denies, name=value.get("name"),
-                          description=value.get("description"), locs=self.field_locs(doc, path, value))
+        grants = tuple([self.permission("grant", ident, i, doc, path + ("grants", i), g)
+                        for i, g in enumerate(value.get("grants") or ())])
+        denies = tuple([self.permission("deny", ident, i, doc, path + ("denies", i), g)
+                        for i, g in enumerate(value.get("denies") or ())])
+        return _NEW_ROLE(id=ident, loc=doc.loc(path), grants=grants, denies=denies, name=value.get("name"),
+                         description=value.get("description"), locs=self.field_locs(doc, path, value))
 
     def agent(self, ident, doc, value):
         path = ("agents", ident)
-        return model.Agent(
+        return _NEW_AGENT(
             id=ident, loc=doc.loc(path), roles=value.get("roles", ()), tenants=value.get("tenants", ()),
             credentials=value.get("credentials", ()), delegates_to=value.get("delegates_to", ()),
             untrusted_input=value.get("untrusted_input", False), name=value.get("name"),
@@ -276,26 +320,25 @@ class _Builder:
 
     def credential(self, ident, doc, value):
         path = ("credentials", ident)
-        return model.Credential(
+        return _NEW_CREDENTIAL(
             id=ident, loc=doc.loc(path), store=value.get("store", "inline"), tools=value.get("tools", ()),
             tenants=value.get("tenants", ()), issued=value.get("issued", "static"),
-            ttl=value.get("ttl", model.Duration("never", None)),
-            rotation=value.get("rotation", model.Duration("never", None)), logged=value.get("logged", False),
+            ttl=value.get("ttl", _NEVER), rotation=value.get("rotation", _NEVER), logged=value.get("logged", False),
             name=value.get("name"), description=value.get("description"), locs=self.field_locs(doc, path, value))
 
     def gate(self, ident, doc, value):
         path = ("gates", ident)
-        return model.Gate(id=ident, loc=doc.loc(path), approvers=value.get("approvers", ()),
-                          name=value.get("name"), description=value.get("description"),
-                          locs=self.field_locs(doc, path, value),
-                          item_locs=self.item_locs(doc, path, value, ("approvers",)))
+        return _NEW_GATE(id=ident, loc=doc.loc(path), approvers=value.get("approvers", ()),
+                         name=value.get("name"), description=value.get("description"),
+                         locs=self.field_locs(doc, path, value),
+                         item_locs=self.item_locs(doc, path, value, ("approvers",)))
 
     def workflow(self, ident, doc, value):
         path = ("workflows", ident)
-        return model.Workflow(id=ident, loc=doc.loc(path), tenant=value.get("tenant", ""),
-                              agent=value.get("agent", ""), tools=value.get("tools", model.STAR),
-                              name=value.get("name"), description=value.get("description"),
-                              locs=self.field_locs(doc, path, value))
+        return _NEW_WORKFLOW(id=ident, loc=doc.loc(path), tenant=value.get("tenant", ""),
+                             agent=value.get("agent", ""), tools=value.get("tools", model.STAR),
+                             name=value.get("name"), description=value.get("description"),
+                             locs=self.field_locs(doc, path, value))
 
     def policy(self) -> model.Policy:
         if "policy" not in self.singles:
@@ -322,6 +365,79 @@ class _Builder:
                            locs=self.field_locs(doc, ("audit",), value))
 
 
+class _FieldLocs(Mapping):
+    """A definition's ``locs`` on the fast path: field name → where its key is written, each made
+    on first use (and lazy itself: see yamlsrc.Positions).
+
+    Read-only like the MappingProxyType it stands for; a large deployment has millions of
+    fields and a run looks at a few of them."""
+
+    __slots__ = ("_keys", "_made", "_path", "_positions")
+
+    def __init__(self, positions: Positions, path: tuple, keys: tuple):
+        self._positions = positions
+        self._path = path
+        self._keys = keys
+        self._made: dict | None = None
+
+    def __getitem__(self, key) -> Loc:
+        made = self._made
+        if made is not None and key in made:
+            return made[key]
+        if key not in self._keys:
+            raise KeyError(key)
+        if made is None:
+            made = self._made = {}
+        loc = made[key] = self._positions.loc(self._path + (key,))
+        return loc
+
+    def __iter__(self) -> Iterator:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __contains__(self, key) -> bool:
+        return key in self._keys
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({dict(self)!r})"
+
+
+class _ItemLocs(_FieldLocs):
+    """A definition's ``item_locs``: (field, index) → where that list item is, made on first use."""
+
+    __slots__ = ()
+
+    def __getitem__(self, key) -> Loc:
+        made = self._made
+        if made is not None and key in made:
+            return made[key]
+        if key not in self:
+            raise KeyError(key)
+        if made is None:
+            made = self._made = {}
+        loc = made[key] = self._positions.value_loc(self._path + key)
+        return loc
+
+    def __iter__(self) -> Iterator:
+        return ((key, index) for key, count in self._keys for index in range(count))
+
+    def __len__(self) -> int:
+        return sum(count for _, count in self._keys)
+
+    def __contains__(self, key) -> bool:
+        if type(key) is not tuple or len(key) != 2:
+            return False
+        field, index = key
+        return isinstance(index, int) and any(name == field and 0 <= index < count
+                                              for name, count in self._keys)
+
+
+_AGENT_REFERENCES = (("roles", "roles", "role"), ("tenants", "tenants", "tenant"),
+                     ("credentials", "credentials", "credential"), ("delegates_to", "agents", "agent"))
+
+
 class _Resolver:
     """Checks that every reference names a definition, and that CEL uses only known names."""
 
@@ -329,6 +445,8 @@ class _Resolver:
         self.d = deployment
         self.builder = builder
         self.attributes = {key for tenant in deployment.tenants.values() for key in tenant.attributes}
+        self.clean: set[tuple] = set()  # (expression, call fields, operations) found without a problem
+        self.ids = {section: frozenset(getattr(deployment, section)) for section in MAP_SECTIONS}
 
     def ref(self, section: str, ident: str, loc: Loc, what: str, also: Iterable[str] = ()) -> bool:
         table = getattr(self.d, section)
@@ -345,24 +463,30 @@ class _Resolver:
         for index, ident in enumerate(idents):
             self.ref(section, ident, locs.get((key, index), fallback), what, also)
 
+    # Every check below first asks whether all is well, at C speed, and looks positions up (and
+    # words the errors) only when it is not: positions are made lazily and a valid deployment
+    # of 10,000 agents has half a million references.
+
     def run(self) -> None:
         d = self.d
         for agent in d.agents.values():
-            for key, section, what in (("roles", "roles", "role"), ("tenants", "tenants", "tenant"),
-                                       ("credentials", "credentials", "credential"),
-                                       ("delegates_to", "agents", "agent")):
-                self.refs(section, getattr(agent, key), agent.item_locs, key, agent.locs.get(key, agent.loc), what)
+            for key, section, what in _AGENT_REFERENCES:
+                idents = getattr(agent, key)
+                if idents and idents != model.STAR and not self.ids[section].issuperset(idents):
+                    self.refs(section, idents, agent.item_locs, key, agent.locs.get(key, agent.loc), what)
         for cred in d.credentials.values():
-            self.star_list("tools", cred.tools, cred.locs.get("tools", cred.loc), "tool")
-            self.star_list("tenants", cred.tenants, cred.locs.get("tenants", cred.loc), "tenant")
+            self.star_list("tools", cred, "tools", "tool")
+            self.star_list("tenants", cred, "tenants", "tenant")
         for gate in d.gates.values():
             # agents are accepted here so that `agent-approver` can report them as findings
             self.refs("people", gate.approvers, gate.item_locs, "approvers", gate.locs.get("approvers", gate.loc),
                       "approver", also=d.agents)
         for wf in d.workflows.values():
-            self.ref("tenants", wf.tenant, wf.locs.get("tenant", wf.loc), "tenant")
-            self.ref("agents", wf.agent, wf.locs.get("agent", wf.loc), "agent")
-            self.star_list("tools", wf.tools, wf.locs.get("tools", wf.loc), "tool")
+            if wf.tenant not in d.tenants:
+                self.ref("tenants", wf.tenant, wf.locs.get("tenant", wf.loc), "tenant")
+            if wf.agent not in d.agents:
+                self.ref("agents", wf.agent, wf.locs.get("agent", wf.loc), "agent")
+            self.star_list("tools", wf, "tools", "tool")
         for tool in d.tools.values():
             for op in tool.operations.values():
                 if op.high_risk_when is not None:
@@ -373,38 +497,47 @@ class _Resolver:
         for perm in d.guardrails:
             self.permission(perm)
             if perm.agents not in (None, model.STAR):
-                self.star_list("agents", perm.agents, perm.locs.get("agents", perm.loc), "agent")
+                self.star_list("agents", perm, "agents", "agent")
             if perm.tenants not in (None, model.STAR):
-                self.star_list("tenants", perm.tenants, perm.locs.get("tenants", perm.loc), "tenant")
+                self.star_list("tenants", perm, "tenants", "tenant")
         audit = d.audit
         if audit is not None and audit.covers != model.STAR:
-            self.star_list("tools", audit.covers, audit.locs.get("covers", audit.loc), "tool")
+            self.star_list("tools", audit, "covers", "tool")
 
-    def star_list(self, section, idents, loc, what):
+    def star_list(self, section: str, owner, key: str, what: str) -> None:
+        """The ids of ``owner.<key>`` ("*" or a list) name definitions of ``section``."""
+        idents = getattr(owner, key)
         if idents == model.STAR:
             return
+        if self.ids[section].issuperset(idents):
+            return
+        loc = owner.locs.get(key, owner.loc)
         for ident in idents:
             self.ref(section, ident, loc, what)
 
     def permission(self, perm: model.Permission) -> None:
         d = self.d
         covered: dict[str, model.Operation] = {}
+        needs_covered = perm.fields or perm.when is not None  # the operations granted matter only to these
         if perm.tool != model.STAR:
-            if not self.ref("tools", perm.tool, perm.locs.get("tool", perm.loc), "tool"):
+            tool = d.tools.get(perm.tool)
+            if tool is None:
+                self.ref("tools", perm.tool, perm.locs.get("tool", perm.loc), "tool")
                 return
-            tool = d.tools[perm.tool]
+            operations = tool.operations
             if perm.operations != model.STAR:
-                for op in perm.operations:
-                    if op not in tool.operations:
-                        suggestion = spec.closest(op, tool.operations)
-                        self.builder.error(perm.locs.get("operations", perm.loc),
-                                           f"tool {tool.id!r} has no operation {op!r}",
-                                           f"did you mean {suggestion!r}?" if suggestion else
-                                           f"it has: {', '.join(sorted(tool.operations)) or 'none'}")
-                    else:
-                        covered[op] = tool.operations[op]
+                if needs_covered or not operations.keys() >= set(perm.operations):
+                    for op in perm.operations:
+                        if op not in operations:
+                            suggestion = spec.closest(op, operations)
+                            self.builder.error(perm.locs.get("operations", perm.loc),
+                                               f"tool {tool.id!r} has no operation {op!r}",
+                                               f"did you mean {suggestion!r}?" if suggestion else
+                                               f"it has: {', '.join(sorted(operations)) or 'none'}")
+                        else:
+                            covered[op] = operations[op]
             else:
-                covered.update(tool.operations)
+                covered.update(operations)
             if perm.fields:
                 known = {f for op in covered.values() for f in op.fields}
                 for name in perm.fields:
@@ -423,14 +556,21 @@ class _Resolver:
                 for op in tool.operations.values():
                     if perm.operations == model.STAR or op.id in perm.operations:
                         covered[f"{tool.id}.{op.id}"] = op
-        if perm.approval is not None:
+        if perm.approval is not None and perm.approval not in d.gates:
             self.ref("gates", perm.approval, perm.locs.get("approval", perm.loc), "gate")
         if perm.when is not None:
             self.check_cel(perm.when, covered, "when")
 
     def check_cel(self, cond: model.Condition, operations: dict[str, model.Operation], key: str,
                   call_fields: tuple[str, ...] = model.CALL_FIELDS) -> None:
+        # the same expression over the same operations (roles repeat their conditions) is checked once
+        seen = (id(cond.expr), call_fields, *map(id, operations.values()))
+        if seen in self.clean:
+            return
+        before = len(self.builder.problems)
         check_references(cond, operations.values(), self.attributes, call_fields, self.builder.error)
+        if len(self.builder.problems) == before:
+            self.clean.add(seen)
 
 
 def check_references(cond: model.Condition, operations: Iterable[model.Operation], attributes: set[str],

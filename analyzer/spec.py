@@ -16,6 +16,7 @@ from analyzer import model
 
 ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
 ID_RE = re.compile(rf"\A{ID_PATTERN}\Z")
+_IDS_RE = re.compile(rf"{ID_PATTERN}(?:\x00{ID_PATTERN})*")  # ids joined by NUL
 DURATION_RE = re.compile(r"\A([0-9]+)([smhd])\Z")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -50,6 +51,34 @@ def parse_duration(text: str) -> model.Duration | None:
     return model.Duration(text, int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
 
 
+#: what :meth:`Spec.quick` returns when the value needs :meth:`Spec.convert` (which reports)
+NOT_QUICK = object()
+_KNOWN_IDS: set[str] = set()  # strings known to be valid ids: deployments repeat their ids a lot
+_DURATIONS: dict[str, model.Duration] = {}
+
+
+def _is_id(value: Any) -> bool:
+    if type(value) is not str:
+        return False
+    if value in _KNOWN_IDS:
+        return True
+    if ID_RE.match(value) is None:
+        return False
+    if len(_KNOWN_IDS) > 1_000_000:  # a bound for long-running processes
+        _KNOWN_IDS.clear()
+    _KNOWN_IDS.add(value)
+    return True
+
+
+def _all_ids(values: list) -> bool:
+    """Whether every item of a list is a valid id (one regex over the joined list)."""
+    try:
+        joined = "\x00".join(values)
+    except TypeError:  # not all strings
+        return False
+    return _IDS_RE.fullmatch(joined) is not None and joined.count("\x00") == len(values) - 1
+
+
 class Spec:
     """A value's declared shape: converts (reporting problems) and describes itself as JSON Schema."""
 
@@ -57,6 +86,16 @@ class Spec:
 
     def convert(self, value: Any, path: tuple, report: Report) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def quick(self, value: Any) -> Any:
+        """What :meth:`convert` returns for a value it accepts without a word, found cheaply, or
+        NOT_QUICK when unsure (then convert runs). A loader converts every value of a
+        deployment, and nearly all are fine."""
+        return NOT_QUICK
+
+    def quick_all(self, values: list) -> bool:
+        """Whether :meth:`quick` gives every item of a list back unchanged."""
+        return False
 
     def schema(self) -> dict:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -77,6 +116,9 @@ class Text(Spec):
             return None
         return value
 
+    def quick(self, value):
+        return value if isinstance(value, str) else NOT_QUICK
+
     def schema(self):
         return self._with_doc({"type": "string"})
 
@@ -90,6 +132,9 @@ class Bool(Spec):
             report(path, f"expected true or false, found {_type_name(value)}", None)
             return None
         return value
+
+    def quick(self, value):
+        return value if isinstance(value, bool) else NOT_QUICK
 
     def schema(self):
         return self._with_doc({"type": "boolean"})
@@ -107,6 +152,15 @@ class Enum(Spec):
             return None
         return value
 
+    def quick(self, value):
+        return value if isinstance(value, str) and value in self.values else NOT_QUICK
+
+    def quick_all(self, values):
+        try:
+            return set(values) <= set(self.values)
+        except TypeError:  # unhashable items
+            return False
+
     def schema(self):
         return self._with_doc({"type": "string", "enum": list(self.values)})
 
@@ -121,6 +175,9 @@ class Const(Spec):
             report(path, f"expected {self.value!r}, found {value!r}", None)
             return None
         return value
+
+    def quick(self, value):
+        return value if isinstance(value, str) and value == self.value else NOT_QUICK
 
     def schema(self):
         return self._with_doc({"const": self.value})
@@ -142,6 +199,12 @@ class Ref(Spec):
             return None
         return value
 
+    def quick(self, value):
+        return value if _is_id(value) else NOT_QUICK
+
+    def quick_all(self, values):
+        return _all_ids(values)
+
     def schema(self):
         return self._with_doc({"type": "string", "pattern": f"^{ID_PATTERN}$"})
 
@@ -158,6 +221,16 @@ class Name(Spec):
             return None
         return value
 
+    def quick(self, value):
+        return value if isinstance(value, str) and value else NOT_QUICK
+
+    def quick_all(self, values):
+        try:
+            "".join(values)
+        except TypeError:  # not all strings
+            return False
+        return all(values)
+
     def schema(self):
         return self._with_doc({"type": "string", "minLength": 1})
 
@@ -171,6 +244,18 @@ class DurationSpec(Spec):
         if parsed is None:
             shown = repr(value) if isinstance(value, str) else _type_name(value)
             report(path, f"bad duration {shown}", "write an integer with s, m, h or d (15m, 1h, 30d), or never")
+        return parsed
+
+    def quick(self, value):
+        if type(value) is not str:
+            return NOT_QUICK
+        parsed = _DURATIONS.get(value)
+        if parsed is None:
+            parsed = parse_duration(value)
+            if parsed is None:
+                return NOT_QUICK
+            if len(_DURATIONS) < 10_000:
+                _DURATIONS[value] = parsed  # Duration is frozen: one object serves every use
         return parsed
 
     def schema(self):
@@ -189,6 +274,9 @@ class Cel(Spec):
             return None
         return value
 
+    def quick(self, value):
+        return value if isinstance(value, str) and value.strip() else NOT_QUICK
+
     def schema(self):
         return self._with_doc({"type": "string", "minLength": 1})
 
@@ -202,6 +290,9 @@ class AttributeValue(Spec):
             return value
         report(path, f"attribute values are strings, integers or booleans, found {_type_name(value)}", None)
         return None
+
+    def quick(self, value):
+        return value if isinstance(value, (str, int, bool)) else NOT_QUICK
 
     def schema(self):
         return self._with_doc({"type": ["string", "integer", "boolean"]})
@@ -232,6 +323,12 @@ class ListOf(Spec):
     item: Spec
     unique: bool = True
     description: str = ""
+
+    def quick(self, value):
+        if type(value) is list and _quick_all(self.item)(value) \
+                and (not self.unique or len(set(value)) == len(value)):
+            return tuple(value)
+        return NOT_QUICK
 
     def convert(self, value, path, report):
         if not isinstance(value, list):
@@ -272,6 +369,11 @@ class StarOr(Spec):
             return None
         return self.inner.convert(value, path, report)
 
+    def quick(self, value):
+        if value == model.STAR:
+            return model.STAR
+        return NOT_QUICK if isinstance(value, str) else _quick(self.inner)(value)
+
     def schema(self):
         return self._with_doc({"oneOf": [{"const": "*"}, self.inner.schema()]})
 
@@ -289,11 +391,15 @@ class MapOf(Spec):
             report(path, f"expected a mapping, found {_type_name(value)}", None)
             return None
         result = {}
+        check_keys = self.key_is_id and not _all_ids(list(value))  # one regex for all the keys, usually
+        quick = _quick(self.value)
         for key, item in value.items():
-            if self.key_is_id and not ID_RE.match(key):
+            if check_keys and not ID_RE.match(key):
                 report(path + (key,), f"{key!r} is not a valid id", f"ids match {ID_PATTERN}")
                 continue
-            converted = self.value.convert(item, path + (key,), report)
+            converted = quick(item)
+            if converted is NOT_QUICK:
+                converted = self.value.convert(item, path + (key,), report)
             if converted is not None:
                 result[key] = converted
         return result
@@ -318,18 +424,23 @@ class Record(Spec):
         if not isinstance(value, dict):
             report(path, f"expected a mapping, found {_type_name(value)}", None)
             return None
+        quick = self.__dict__.get("_quick")
+        if quick is None:
+            quick = self.__dict__["_quick"] = {key: _quick(spec) for key, spec in self.fields.items()}
         result = {}
         unknown = 0
         for key, item in value.items():
-            spec = self.fields.get(key)
-            if spec is None:
+            converter = quick.get(key)
+            if converter is None:
                 unknown += 1
                 # suggestions cost a fuzzy match each: enough for a typo, not for a flood of junk keys
                 hint = _closest(key, self.fields) if unknown <= 20 else None
                 report(path + (key,), f"unknown key {key!r} in {self.what}",
                        f"did you mean {hint!r}?" if hint else f"allowed: {', '.join(self.fields)}")
                 continue
-            converted = spec.convert(item, path + (key,), report)
+            converted = converter(item)
+            if converted is NOT_QUICK:
+                converted = self.fields[key].convert(item, path + (key,), report)
             if converted is not None:
                 result[key] = converted
         for key in self.required:
@@ -343,6 +454,39 @@ class Record(Spec):
         if self.required:
             schema["required"] = list(self.required)
         return self._with_doc(schema)
+
+
+def _quick(spec: Spec):
+    """``spec.quick``, or a function answering NOT_QUICK when the class that defines ``convert``
+    does not define ``quick`` too (a subclass that converts otherwise must not answer quickly)."""
+    found = spec.__dict__.get("_quick_one")
+    if found is None:
+        found = spec.__dict__["_quick_one"] = spec.quick if _defines(spec, "quick") else _not_quick
+    return found
+
+
+def _quick_all(spec: Spec):
+    """``spec.quick_all`` under the same rule as :func:`_quick`."""
+    found = spec.__dict__.get("_quick_all")
+    if found is None:
+        found = spec.__dict__["_quick_all"] = spec.quick_all if _defines(spec, "quick_all") else _not_quick_all
+    return found
+
+
+def _defines(spec: Spec, name: str) -> bool:
+    """Whether the class that defines the spec's ``convert`` defines ``name`` too."""
+    for cls in type(spec).__mro__:
+        if "convert" in cls.__dict__:
+            return name in cls.__dict__
+    return False  # pragma: no cover - every spec defines convert
+
+
+def _not_quick(value: Any) -> Any:
+    return NOT_QUICK
+
+
+def _not_quick_all(values: list) -> bool:
+    return False
 
 
 def _closest(word: str, candidates) -> str | None:
@@ -379,6 +523,9 @@ class _StarTool(Ref):
         if value == model.STAR:
             return value
         return super().convert(value, path, report)
+
+    def quick(self, value):
+        return value if value == model.STAR or _is_id(value) else NOT_QUICK
 
     def schema(self):
         return self._with_doc({"type": "string", "pattern": f"^(\\*|{ID_PATTERN})$"})

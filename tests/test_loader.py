@@ -6,6 +6,7 @@ each holds the offending files and an ``expected.yaml`` listing errors that must
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import re
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import time
 import tracemalloc
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -22,7 +24,7 @@ from fixture_cases import FIXTURES, invalid_cases, valid_units
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from analyzer.errors import InputError
+from analyzer.errors import InputError, Loc
 from analyzer.loader import load, load_text
 
 REPO_ROOT = FIXTURES.parent
@@ -424,3 +426,139 @@ def test_cli_group_reports_every_case_with_exit_2(case):
     assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), result.exception
     errors = [line for line in result.stderr.splitlines() if ": error: " in line]
     assert errors and all(RENDERED.match(line) for line in errors), result.stderr
+
+
+# ---- the fast YAML path: the same deployment, the same errors, positions found lazily ---------
+
+def _same_value(a, b, where: str) -> None:
+    """``a`` and ``b`` are the same model value, positions included (a LazyLoc is a Loc)."""
+    if isinstance(a, Loc):
+        assert isinstance(b, Loc), where
+        assert a.to_json() == b.to_json() and str(a) == str(b) and a == b and hash(a) == hash(b), where
+        return
+    if isinstance(a, Mapping):  # positions: a lazy mapping on the fast path, a mappingproxy otherwise
+        assert isinstance(b, Mapping), where
+    else:
+        assert type(a) is type(b), where
+    if dataclasses.is_dataclass(a):
+        for f in dataclasses.fields(a):
+            _same_value(getattr(a, f.name), getattr(b, f.name), f"{where}.{f.name}")
+    elif isinstance(a, Mapping):
+        assert list(a) == list(b), where
+        for key in a:
+            _same_value(a[key], b[key], f"{where}[{key!r}]")
+    elif isinstance(a, tuple):
+        assert len(a) == len(b), where
+        for index, (x, y) in enumerate(zip(a, b)):
+            _same_value(x, y, f"{where}[{index}]")
+    else:
+        assert a == b, where
+
+
+def _same_deployment(fast, reference) -> None:
+    for name in ("paths", "files", "digest", "format_loc", "tenants", "people", "tools", "roles", "agents",
+                 "credentials", "gates", "workflows", "guardrails", "policy", "audit"):
+        _same_value(getattr(fast, name), getattr(reference, name), name)
+
+
+def _outcome(paths, fast: bool):
+    try:
+        return load([str(p) for p in paths], fast=fast)
+    except InputError as error:
+        return [d.render() for d in error.diagnostics]
+
+
+def test_fast_and_reference_yaml_paths_load_every_fixture_alike():
+    for unit in UNITS:
+        fast, reference = _outcome(unit.files, True), _outcome(unit.files, False)
+        if isinstance(reference, list):
+            assert fast == reference, unit.name
+        else:
+            _same_deployment(fast, reference)
+
+
+def test_fast_and_reference_yaml_paths_load_a_generated_deployment_alike(tmp_path):
+    generator = _bench_generator()
+    generator.write(generator.generate(15), str(tmp_path))
+    files = sorted(tmp_path.glob("*.yaml"))
+    from analyzer.yamlsrc import parse_yaml
+    assert all(parse_yaml(f.name, f.read_text(encoding="utf-8")).fast for f in files)  # not vacuous
+    _same_deployment(load([str(f) for f in files]), load([str(f) for f in files], fast=False))
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_invalid_cases_report_byte_identical_errors_on_both_yaml_paths(case):
+    assert _outcome(case.files, True) == _outcome(case.files, False)
+
+
+def test_loading_without_yaml_rs_gives_the_same_deployment(monkeypatch):
+    from analyzer import yamlsrc
+
+    files = sorted((FIXTURES / "flawed-agency").glob("*.yaml"))
+    fast = load([str(f) for f in files])
+    monkeypatch.setattr(yamlsrc, "yaml_rs", None)
+    _same_deployment(fast, load([str(f) for f in files]))
+
+
+def test_field_and_item_positions_are_read_only_mappings():
+    deployment = load(str(FIXTURES / "flawed-agency"))
+    agent = next(a for a in deployment.agents.values() if isinstance(a.tenants, tuple) and len(a.tenants) > 1)
+    locs, items = agent.locs, agent.item_locs
+    assert isinstance(locs, Mapping) and isinstance(items, Mapping)
+    assert "tenants" in locs and "nonsense" not in locs and locs.get("nonsense") is None
+    assert list(locs) == list(dict(locs)) and len(locs) == len(list(locs))
+    assert locs["tenants"] is locs["tenants"]  # made once
+    assert ("tenants", 1) in items and ("tenants", len(agent.tenants)) not in items and "tenants" not in items
+    assert [key for key in items if key[0] == "tenants"] == [("tenants", i) for i in range(len(agent.tenants))]
+    assert len(items) == len(list(items)) == len(dict(items))
+    with pytest.raises(KeyError):
+        locs["nonsense"]
+    with pytest.raises(KeyError):
+        items[("tenants", 99)]
+    with pytest.raises(TypeError):
+        locs["tenants"] = None  # type: ignore[index]
+    first, second = items[("tenants", 0)], items[("tenants", 1)]
+    assert first.line == second.line == locs["tenants"].line and first.column < second.column
+
+
+def test_model_objects_are_what_their_dataclass_constructors_make():
+    # the loader fills frozen dataclasses directly (faster): they must equal the real construction
+    deployment = load(str(FIXTURES / "flawed-agency"))
+    definitions = [d for section in ("tenants", "people", "tools", "roles", "agents", "credentials", "gates",
+                                     "workflows") for d in getattr(deployment, section).values()]
+    definitions += [op for tool in deployment.tools.values() for op in tool.operations.values()]
+    definitions += [p for role in deployment.roles.values() for p in role.grants + role.denies]
+    definitions += list(deployment.guardrails)
+    for definition in definitions:
+        remade = dataclasses.replace(definition)  # through __init__
+        assert vars(remade).keys() == vars(definition).keys(), type(definition)
+        assert remade == definition
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(mutation=mutations())
+def test_mutated_fixtures_load_alike_on_both_yaml_paths(unit_copies, mutation):
+    unit_index, file_index, mutated = mutation
+    files = unit_copies[unit_index]
+    target = Path(files[file_index])
+    original = UNITS[unit_index].files[file_index].read_bytes()
+    target.write_bytes(mutated)
+    try:
+        fast, reference = _outcome(files, True), _outcome(files, False)
+        if isinstance(reference, list):
+            assert fast == reference
+        else:
+            _same_deployment(fast, reference)
+    finally:
+        target.write_bytes(original)
+
+
+def _bench_generator():
+    import importlib.util
+
+    if "bench_generate" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("bench_generate", REPO_ROOT / "bench" / "generate.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["bench_generate"] = module  # its dataclasses look their module up while it loads
+        spec.loader.exec_module(module)
+    return sys.modules["bench_generate"]
