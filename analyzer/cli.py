@@ -221,15 +221,8 @@ def _write_report(path, result, graph, rules, today, fail_on) -> None:
 
     rendered = render_report(result, graph, rules, version=__version__, date=today.isoformat() if today else None,
                              fail_on=fail_on, report_name=os.path.basename(path))
-    folder = os.path.dirname(path)
     try:
-        if folder:
-            os.makedirs(folder, exist_ok=True)
-        with open(path, "w", encoding="utf-8") as handle:
-            handle.write(rendered.html)
-        for name, text in rendered.attachments.items():
-            with open(os.path.join(folder, name), "w", encoding="utf-8") as handle:
-                handle.write(text)
+        rendered.write(path)  # the HTML, the graph's DOT (streamed), and the folder of full data when parts collapsed
     except OSError as exc:
         error = click.ClickException(f"cannot write the report: {exc}")
         error.exit_code = EXIT_INPUT

@@ -9,10 +9,12 @@ for DOT, so a name can never become DOT syntax or markup in the SVG.
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from html import escape as html_escape
+from typing import TextIO
 
 from analyzer import model
 from analyzer.graph import PermissionGraph
@@ -64,10 +66,16 @@ def highlight_of(findings: Iterable, graph: PermissionGraph) -> Highlight:
     return Highlight(frozenset(nodes), frozenset(edges))
 
 
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f]")  # control characters but the newline
+
+
 def quote(text: str) -> str:
     """A DOT double-quoted string whose content Graphviz shows literally (no escString expansion)."""
-    text = "".join(ch if ch >= " " or ch == "\n" else " " for ch in str(text))
-    text = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    text = str(text)
+    # most names need no change: a printable text has no control character (nor a newline)
+    if '"' in text or "\\" in text or not text.isprintable():
+        text = _CONTROL.sub(" ", text)
+        text = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
     return f'"{text}"'
 
 
@@ -122,8 +130,11 @@ def view_nodes(graph: PermissionGraph, tenant: str | None = None, agent: str | N
 # ---- placement in tenant clusters ------------------------------------------------------------
 def home_tenant(graph: PermissionGraph, name: str) -> str | None:
     """The one tenant a workflow, agent or credential belongs to, or None when it is shared."""
-    d = graph.deployment
-    data = graph.g.nodes[name]
+    return _home_of(graph.deployment, graph.g.nodes[name])
+
+
+def _home_of(d: model.Deployment, data: dict) -> str | None:
+    """:func:`home_tenant` of the node whose attributes are ``data``."""
     kind, ident = data["kind"], data["id"]
     if kind == "tenant":
         return ident
@@ -160,19 +171,18 @@ def _node_tooltip(data: dict) -> str:
 def _node_attrs(name: str, data: dict, highlight: Highlight) -> str:
     kind = data["kind"]
     fill = RISK_FILLS.get(data.get("risk"), "#ffffff") if kind == "operation" else FILLS.get(kind, "#ffffff")
-    attrs = {"label": _node_label(data), "shape": SHAPES.get(kind, "box"), "fillcolor": fill,
-             "tooltip": _node_tooltip(data)}
     style = "filled"
     if kind in ("grant", "agent", "role", "workflow"):
         style = "rounded,filled" if kind in ("grant", "agent") else "filled"
     if kind == "gate" and not data.get("real", True):
         style += ",dashed"
+    # _attr_list of {label, shape, fillcolor, tooltip, (color, penwidth, fontcolor), style}, written out:
+    # a large graph has a hundred thousand nodes
+    text = (f"[label={quote(_node_label(data))}, shape={quote(SHAPES.get(kind, 'box'))}, fillcolor={quote(fill)}, "
+            f"tooltip={quote(_node_tooltip(data))}")
     if name in highlight.nodes:
-        attrs["color"] = HIGHLIGHT
-        attrs["penwidth"] = "2.2"
-        attrs["fontcolor"] = "#7f1d1d"
-    attrs["style"] = style
-    return _attr_list(attrs)
+        text += f', color="{HIGHLIGHT}", penwidth="2.2", fontcolor="#7f1d1d"'
+    return text + f", style={quote(style)}]"
 
 
 def _attr_list(attrs: dict) -> str:
@@ -181,13 +191,34 @@ def _attr_list(attrs: dict) -> str:
 
 def dot_source(graph: PermissionGraph, *, tenant: str | None = None, agent: str | None = None,
                highlight: Highlight = Highlight(), title: str | None = None, edge_labels: bool = True,
-               graph_id: str = "pg") -> str:
+               graph_id: str = "pg", nodes: Iterable[str] | None = None) -> str:
     """The DOT text of the graph (or of one tenant's or agent's view), deterministic.
 
     ``graph_id`` prefixes every id in the SVG, so that several pictures can share one HTML page.
+    ``nodes``, when given, is the view's node set (``view_nodes``'s, say, or the nodes findings
+    name) instead of the one ``tenant`` and ``agent`` select; only edges between them are drawn.
+    """
+    buffer = io.StringIO()
+    write_dot(graph, buffer, tenant=tenant, agent=agent, highlight=highlight, title=title, edge_labels=edge_labels,
+              graph_id=graph_id, nodes=nodes)
+    return buffer.getvalue()
+
+
+_FLUSH_LINES = 20_000  # lines joined per write: few calls, and never the whole text of a large graph at once
+
+
+def write_dot(graph: PermissionGraph, handle: TextIO, *, tenant: str | None = None, agent: str | None = None,
+              highlight: Highlight = Highlight(), title: str | None = None, edge_labels: bool = True,
+              graph_id: str = "pg", nodes: Iterable[str] | None = None) -> None:
+    """Writes :func:`dot_source`'s text to ``handle`` (a text file) in pieces, with the same arguments.
+
+    The whole graph of a 1,000-tenant deployment is 600,000 edges and 140 MB of DOT; it is never
+    held as one string, and each node name and loc is turned into text once.
     """
     g = graph.g
-    kept = view_nodes(graph, tenant, agent)
+    d = graph.deployment
+    kept = view_nodes(graph, tenant, agent) if nodes is None else {n for n in nodes if n in g}
+    whole = len(kept) == g.number_of_nodes()  # every target is kept: no need to ask
     graph_id = re.sub(r"[^A-Za-z0-9_]", "_", graph_id)  # Graphviz would write '-' as an entity in ids
     lines = ["digraph permissions {"]
     graph_attrs = {"id": graph_id, "rankdir": "LR", "fontname": "Helvetica", "fontsize": "12", "nodesep": "0.18",
@@ -198,36 +229,92 @@ def dot_source(graph: PermissionGraph, *, tenant: str | None = None, agent: str 
     lines.append('  node [fontname="Helvetica", fontsize="10", color="#475569", penwidth="1", margin="0.08,0.04"];')
     lines.append('  edge [fontname="Helvetica", fontsize="8", color="#94a3b8", fontcolor="#64748b", '
                  'arrowsize="0.6"];')
+    write = handle.write
+
+    def flush() -> None:
+        lines.append("")
+        write("\n".join(lines))
+        lines.clear()
+
+    node_data = g.nodes
+    quoted: dict[str, str] = {}  # node name → its DOT string: a name is written once a node and once an edge end
     clusters: dict[str, list[str]] = {}
     loose: list[str] = []
-    for name in sorted(kept):
-        home = home_tenant(graph, name)
+    ordered = sorted(kept)
+    for name in ordered:
+        home = _home_of(d, node_data[name])
         (clusters.setdefault(home, []) if home is not None else loose).append(name)
     for tenant_id in sorted(clusters):
-        tenant_data = g.nodes.get(f"tenant:{tenant_id}", {})
+        tenant_data = node_data.get(f"tenant:{tenant_id}", {})
         label = tenant_data.get("label") or tenant_id
         cluster_label = f"tenant {tenant_id}" + (f" — {_short(label)}" if label != tenant_id else "")
         lines.append(f"  subgraph {quote('cluster_tenant_' + tenant_id)} {{")
         lines.append(f"    graph {_attr_list({'label': cluster_label, 'style': 'rounded,filled', 'fillcolor': '#f8fafc', 'color': '#cbd5e1', 'fontcolor': '#334155', 'labeljust': 'l', 'tooltip': cluster_label})};")
         for name in clusters[tenant_id]:
-            lines.append(f"    {quote(name)} {_node_attrs(name, g.nodes[name], highlight)};")
+            quoted[name] = text = quote(name)
+            lines.append(f"    {text} {_node_attrs(name, node_data[name], highlight)};")
         lines.append("  }")
+        if len(lines) >= _FLUSH_LINES:
+            flush()
     for name in loose:
-        lines.append(f"  {quote(name)} {_node_attrs(name, g.nodes[name], highlight)};")
-    edges = sorted(((s, t, d) for s, t, d in g.edges(data=True) if s in kept and t in kept),
-                   key=lambda e: (e[0], e[1], e[2]["kind"]))
-    for index, (source, target, data) in enumerate(edges, start=1):
-        reason = data["reason"] + (f" ({data['loc']})" if data.get("loc") else "")
-        attrs = {"id": f"{graph_id}_why{index}", "tooltip": reason}
-        if edge_labels:
-            attrs["label"] = data["kind"]
-        if (source, target, data["kind"]) in highlight.edges:
-            attrs.update(color=HIGHLIGHT, fontcolor=HIGHLIGHT, penwidth="2.2")
-        elif data["kind"] in ("blocks",):
-            attrs.update(style="dashed", color="#ef9a9a")
-        lines.append(f"  {quote(source)} -> {quote(target)} {_attr_list(attrs)};")
+        quoted[name] = text = quote(name)
+        lines.append(f"  {text} {_node_attrs(name, node_data[name], highlight)};")
+        if len(lines) >= _FLUSH_LINES:
+            flush()
+    # edges in (source, target, kind) order: sources sorted, then each source's targets and kinds,
+    # which is the order sorting every edge by that key gives (a kind is an edge's key: no ties)
+    succ = dict(g.adjacency())
+    red = highlight.edges
+    locs: dict[int, str] = {}  # id(loc) → " (file:line:column)" escaped: many edges share one loc
+    tails: dict[tuple[str, bool], str] = {}  # (kind, highlighted) → the attributes after the tooltip
+    plain_tails: dict[str, str] = {}  # kind → the same, not highlighted
+    append = lines.append
+    index = 0
+    for source in ordered:
+        targets = succ[source]
+        if not targets:
+            continue
+        start = f"  {quoted[source]} -> "
+        for target in sorted(targets) if whole else sorted(t for t in targets if t in kept):
+            keyed = targets[target]
+            start_end = f"{start}{quoted[target]} [id=\"{graph_id}_why"
+            for data in keyed.values() if len(keyed) == 1 else sorted(keyed.values(), key=_kind_of):
+                index += 1
+                kind = data["kind"]
+                # the tooltip is quote(reason + where), escaped in two parts: quote maps character by character
+                reason = data["reason"]
+                if '"' in reason or "\\" in reason or not reason.isprintable():  # quote's own test
+                    reason = quote(reason)[1:-1]
+                loc = data.get("loc")
+                if loc:
+                    where = locs.get(id(loc))
+                    if where is None:
+                        where = locs[id(loc)] = quote(f" ({loc})")[1:-1]
+                else:
+                    where = ""
+                if red and (source, target, kind) in red:
+                    tail = tails.get((kind, True)) or tails.setdefault((kind, True), _edge_tail(kind, True, edge_labels))
+                else:
+                    tail = plain_tails.get(kind) or plain_tails.setdefault(kind, _edge_tail(kind, False, edge_labels))
+                append(f'{start_end}{index}", tooltip="{reason}{where}"{tail};')
+            if len(lines) >= _FLUSH_LINES:
+                flush()
     lines.append("}")
-    return "\n".join(lines) + "\n"
+    flush()
+
+
+def _edge_tail(kind: str, highlighted: bool, edge_labels: bool) -> str:
+    """An edge's attributes after its id and tooltip, as _attr_list writes them, and the closing bracket."""
+    attrs = {"label": kind} if edge_labels else {}
+    if highlighted:
+        attrs.update(color=HIGHLIGHT, fontcolor=HIGHLIGHT, penwidth="2.2")
+    elif kind in ("blocks",):
+        attrs.update(style="dashed", color="#ef9a9a")
+    return "".join(f", {key}={quote(value)}" for key, value in attrs.items()) + "]"
+
+
+def _kind_of(data: dict) -> str:
+    return data["kind"]
 
 
 def edge_reasons(dot: str) -> dict[str, str]:
