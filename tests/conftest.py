@@ -94,3 +94,15 @@ def hygienic_sections(**overrides) -> dict:
     }
     sections.update(overrides)
     return sections
+
+
+def bench_generator():
+    """bench/generate.py, the synthetic agency of the scale benchmark, as a module."""
+    import importlib.util
+
+    if "bench_generate" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("bench_generate", REPO_ROOT / "bench" / "generate.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["bench_generate"] = module  # its dataclasses look their module up while it loads
+        spec.loader.exec_module(module)
+    return sys.modules["bench_generate"]

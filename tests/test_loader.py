@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import bench_generator
 from fixture_cases import FIXTURES, invalid_cases, valid_units
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -478,7 +479,7 @@ def test_fast_and_reference_yaml_paths_load_every_fixture_alike():
 
 
 def test_fast_and_reference_yaml_paths_load_a_generated_deployment_alike(tmp_path):
-    generator = _bench_generator()
+    generator = bench_generator()
     generator.write(generator.generate(15), str(tmp_path))
     files = sorted(tmp_path.glob("*.yaml"))
     from analyzer.yamlsrc import parse_yaml
@@ -553,12 +554,3 @@ def test_mutated_fixtures_load_alike_on_both_yaml_paths(unit_copies, mutation):
         target.write_bytes(original)
 
 
-def _bench_generator():
-    import importlib.util
-
-    if "bench_generate" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("bench_generate", REPO_ROOT / "bench" / "generate.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["bench_generate"] = module  # its dataclasses look their module up while it loads
-        spec.loader.exec_module(module)
-    return sys.modules["bench_generate"]

@@ -15,7 +15,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT, invoke_cli
+from conftest import REPO_ROOT, bench_generator, invoke_cli
 
 from analyzer.analysis import analyze
 from analyzer.findings import Suppression
@@ -238,19 +238,6 @@ def test_the_inline_graph_highlights_the_violating_paths(reports):
 
 # ---- large deployments: every part collapses, the full data goes beside -------------------------------
 LARGE = (70, 210)  # tenants: past every bound (agents, tools, tenants, table rows, graph nodes); 3x apart
-
-
-def bench_generator():
-    """bench/generate.py, the synthetic agency of the scale benchmark, as a module."""
-    import importlib.util
-    import sys
-
-    if "bench_generate" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("bench_generate", REPO_ROOT / "bench" / "generate.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["bench_generate"] = module  # its dataclasses look their module up while it loads
-        spec.loader.exec_module(module)
-    return sys.modules["bench_generate"]
 
 
 @pytest.fixture(scope="module")

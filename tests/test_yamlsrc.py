@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 import pytest
+from conftest import bench_generator
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -198,20 +199,8 @@ def test_fast_path_reads_every_fixture_file_as_the_reference_path():
     assert len(how.get("error", ())) >= 3  # fixtures/invalid/*: the same errors
 
 
-def _generator():
-    import importlib.util
-    import sys
-
-    if "bench_generate" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("bench_generate", REPO / "bench" / "generate.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["bench_generate"] = module  # its dataclasses look their module up while it loads
-        spec.loader.exec_module(module)
-    return sys.modules["bench_generate"]
-
-
 def test_fast_path_reads_a_generated_deployment_with_the_scanner_alone():
-    generated = _generator().generate(12)
+    generated = bench_generator().generate(12)
     for name, text in sorted(generated.files.items()):
         assert _same_reading(name, text) == "scanner", name
 
