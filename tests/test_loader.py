@@ -6,6 +6,7 @@ each holds the offending files and an ``expected.yaml`` listing errors that must
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import random
@@ -348,24 +349,31 @@ def unit_copies(tmp_path_factory):
     return copies
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(mutation=mutations())
-def test_mutated_fixtures_raise_only_input_error(unit_copies, mutation):
+@contextlib.contextmanager
+def mutated_unit(unit_copies, mutation):
+    """The files of a unit copy with one of them replaced by the mutated bytes, restored after."""
     unit_index, file_index, mutated = mutation
     files = unit_copies[unit_index]
     target = Path(files[file_index])
-    original = UNITS[unit_index].files[file_index].read_bytes()
     target.write_bytes(mutated)
     try:
-        load([str(f) for f in files])
-    except InputError as error:
-        assert error.diagnostics
-        for diagnostic in error.diagnostics:
-            assert diagnostic.loc.file, diagnostic
-            assert diagnostic.loc.line >= 0 and diagnostic.loc.column >= 0, diagnostic
-            assert diagnostic.message, diagnostic
+        yield files
     finally:
-        target.write_bytes(original)
+        target.write_bytes(UNITS[unit_index].files[file_index].read_bytes())
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(mutation=mutations())
+def test_mutated_fixtures_raise_only_input_error(unit_copies, mutation):
+    with mutated_unit(unit_copies, mutation) as files:
+        try:
+            load([str(f) for f in files])
+        except InputError as error:
+            assert error.diagnostics
+            for diagnostic in error.diagnostics:
+                assert diagnostic.loc.file, diagnostic
+                assert diagnostic.loc.line >= 0 and diagnostic.loc.column >= 0, diagnostic
+                assert diagnostic.message, diagnostic
 
 
 # ---- the command line ---------------------------------------------------------------------
@@ -539,18 +547,11 @@ def test_model_objects_are_what_their_dataclass_constructors_make():
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(mutation=mutations())
 def test_mutated_fixtures_load_alike_on_both_yaml_paths(unit_copies, mutation):
-    unit_index, file_index, mutated = mutation
-    files = unit_copies[unit_index]
-    target = Path(files[file_index])
-    original = UNITS[unit_index].files[file_index].read_bytes()
-    target.write_bytes(mutated)
-    try:
+    with mutated_unit(unit_copies, mutation) as files:
         fast, reference = _outcome(files, True), _outcome(files, False)
         if isinstance(reference, list):
             assert fast == reference
         else:
             _same_deployment(fast, reference)
-    finally:
-        target.write_bytes(original)
 
 
