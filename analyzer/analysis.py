@@ -27,18 +27,19 @@ def validate_rules_against(deployment: model.Deployment, rules: dict[str, Rule])
 
 
 def analyze(deployment: model.Deployment, rules: dict[str, Rule], graph: PermissionGraph | None = None,
-            prover=None, progress=None, jobs: int = 1) -> CheckResult:
+            prover=None, progress=None, jobs: int = 1, parallel_threshold: int | None = None) -> CheckResult:
     """Run every enabled rule; a rule that raises is reported as unknown, never as a pass.
 
     ``progress`` (:mod:`analyzer.progress`) hears about the graph, rules and proofs stages
-    (silent by default); ``jobs`` > 1 lets the prover split large proofs across processes."""
+    (silent by default); ``jobs`` > 1 lets the prover split proofs across processes when they
+    are estimated larger than ``parallel_threshold`` cases (default: the prover's)."""
     from analyzer import progress as progress_module
 
     with paused_gc():
-        return _analyze(deployment, rules, graph, prover, progress or progress_module.NULL, jobs)
+        return _analyze(deployment, rules, graph, prover, progress or progress_module.NULL, jobs, parallel_threshold)
 
 
-def _analyze(deployment, rules, graph, prover, progress, jobs) -> CheckResult:
+def _analyze(deployment, rules, graph, prover, progress, jobs, parallel_threshold) -> CheckResult:
     validate_rules_against(deployment, rules)
     if graph is None:
         with progress.stage("graph"):
@@ -56,9 +57,10 @@ def _analyze(deployment, rules, graph, prover, progress, jobs) -> CheckResult:
             stage.advance()
     if proofs:
         if prover is None:
-            from analyzer.prover import Prover  # the solver loads only when an invariant runs
+            from analyzer import prover as prover_module  # the solver loads only when an invariant runs
 
-            prover = Prover(pg, progress=progress, jobs=jobs)
+            threshold = prover_module.PARALLEL_THRESHOLD if parallel_threshold is None else parallel_threshold
+            prover = prover_module.Prover(pg, progress=progress, jobs=jobs, parallel_threshold=threshold)
         if hasattr(prover, "prove_many"):
             outcomes = prover.prove_many(proofs)
         else:

@@ -117,3 +117,25 @@ def test_rich_progress_draws_only_stages_that_run_long_enough():
     shown.close()
     text = sink.getvalue()
     assert "proofs" in text and "quick" not in text and "fell back" in text
+
+
+def test_the_default_jobs_split_only_very_large_proofs(monkeypatch):
+    """--jobs left at its default forks only past AUTO_PARALLEL_THRESHOLD (splitting did not pay
+    at L or XL on 2 cores); --jobs N asked for splits whatever is past PARALLEL_THRESHOLD."""
+    from analyzer import cli
+    from analyzer import prover as prover_module
+
+    assert cli._parallel_threshold(None) == prover_module.AUTO_PARALLEL_THRESHOLD
+    assert cli._parallel_threshold(2) == prover_module.PARALLEL_THRESHOLD < prover_module.AUTO_PARALLEL_THRESHOLD
+    deployment = loader.load(str(FIXTURES / "flawed-agency"))
+    seen = []
+    original = Prover.__init__
+
+    def spy(self, *args, **kwargs):
+        seen.append((kwargs.get("jobs"), kwargs.get("parallel_threshold")))
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Prover, "__init__", spy)
+    analyze(deployment, load_rules(), jobs=3, parallel_threshold=123)
+    analyze(deployment, load_rules(), jobs=3)
+    assert seen == [(3, 123), (3, prover_module.PARALLEL_THRESHOLD)]
