@@ -135,8 +135,7 @@ class Decider:
             self.denies[role.id] = _by_tool(role.denies)
         self.guardrails = _by_tool(deployment.guardrails)
         self.tenant_env = {t.id: {**t.attributes, "id": t.id} for t in deployment.tenants.values()}
-        for perm in [*(g for r in deployment.roles.values() for g in r.grants + r.denies), *deployment.guardrails]:
-            self._compiled[id(perm)] = _compile(perm.when)
+        # conditions are compiled when a call first needs them (a deployment has tens of thousands)
         self.high_risk = {(op.tool, op.id): _compile(op.high_risk_when) for _, op in deployment.all_operations()}
         self._gates = frozenset(deployment.gates)
         self._tenants = frozenset(deployment.tenants)
@@ -148,8 +147,16 @@ class Decider:
 
     # ---- the parts of §4 -----------------------------------------------------------------
     def condition(self, perm: model.Permission, env) -> Any:
-        run = self._compiled[id(perm)]
+        run = self._run_of(perm)
         return True if run is None else run(env)
+
+    def _run_of(self, perm: model.Permission) -> Callable | None:
+        """The compiled `when` of a grant, deny or guardrail of the deployment (None: no `when`)."""
+        key = id(perm)
+        if key in self._compiled:
+            return self._compiled[key]
+        run = self._compiled[key] = _compile(perm.when)
+        return run
 
     def env(self, call: Call, wf: model.Workflow, op: model.Operation) -> dict:
         return {
@@ -258,7 +265,7 @@ class Decider:
             return Decision(False, detail)
         # 4. deny
         for deny in self._denies(agent, home, tool_id, op.id):
-            run = self._compiled[id(deny)]
+            run = self._run_of(deny)
             if run is not None:
                 if env is None:
                     env = self.env(call, wf, op)
@@ -370,7 +377,7 @@ class Decider:
                 tuple(p for p in (*table.get(tool, ()), *table.get(model.STAR, ()))
                       if p.operations == model.STAR or operation in p.operations)
                 for table in (self.grants.get(role_id, {}), self.denies.get(role_id, {})))
-            found = self._per_role[key] = (tuple((g, self._compiled[id(g)]) for g in grants), denies)
+            found = self._per_role[key] = (tuple((g, self._run_of(g)) for g in grants), denies)
         return found
 
     def allowed(self, call: Call) -> bool:
