@@ -408,7 +408,7 @@ class Prover:
         self._signatures: dict[int, tuple] = {}
         self._statics: dict[tuple, tuple] = {}
         self._mentions_gate: dict[tuple, bool] = {}
-        self._alive: list = []
+        self._alive: dict[int, object] = {}
 
     @property
     def pg(self) -> PermissionGraph:
@@ -586,9 +586,10 @@ class Prover:
         mentions_gate = self._mentions_gate.get(memo_key)
         if mentions_gate is None:
             mentions_gate = any(("call", "gate") in self.refs(c) for c in self.case_conditions(case, never))
-            # keep what the ids name alive as long as the memo, so that no id is reused
             self._mentions_gate[memo_key] = mentions_gate
-            self._alive.append((never, case.operation, case.grants, case.denies))
+            # the operation and permissions live as long as the deployment; the invariant's own
+            # condition is kept here, so that its id is not reused while the memo lives
+            self._alive[id(never)] = never
         if goal == "ungated":
             unreal = self.unreal_gates
             if mentions_gate:
