@@ -212,27 +212,6 @@ def reference_attr_list(attrs: dict) -> str:
     return "[" + ", ".join(f"{key}={reference_quote(value)}" for key, value in attrs.items()) + "]"
 
 
-def reference_home_tenant(graph: PermissionGraph, name: str) -> str | None:
-    from analyzer import model
-
-    d = graph.deployment
-    data = graph.g.nodes[name]
-    kind, ident = data["kind"], data["id"]
-    if kind == "tenant":
-        return ident
-    if kind == "workflow":
-        return d.workflows[ident].tenant
-    if kind == "agent":
-        tenants = d.agents[ident].tenants
-    elif kind == "credential":
-        tenants = d.credentials[ident].tenants
-    else:
-        return None
-    if tenants == model.STAR or len(tenants) != 1:
-        return None
-    return tenants[0]
-
-
 def reference_node_attrs(name: str, data: dict, highlight: dotrender.Highlight) -> str:
     kind = data["kind"]
     fill = (dotrender.RISK_FILLS.get(data.get("risk"), "#ffffff") if kind == "operation"
@@ -270,7 +249,7 @@ def reference_dot_source(graph: PermissionGraph, *, tenant=None, agent=None, hig
     clusters: dict[str, list[str]] = {}
     loose: list[str] = []
     for name in sorted(kept):
-        home = reference_home_tenant(graph, name)
+        home = dotrender.home_tenant(graph, name)  # placement is not what the fast writer changed
         (clusters.setdefault(home, []) if home is not None else loose).append(name)
     for tenant_id in sorted(clusters):
         tenant_data = g.nodes.get(f"tenant:{tenant_id}", {})
