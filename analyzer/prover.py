@@ -424,7 +424,7 @@ class Prover:
 
     @cached_property
     def unreal_gates(self) -> list[str]:
-        return sorted(set(self.d.gates) - self.d.real_gates)
+        return sorted(tables(self.d).unreal)
 
     @property
     def all_cases(self) -> list[Case]:
@@ -756,8 +756,7 @@ class Prover:
         policy = self.d.policy
         declared = risk.declared_risk(op, policy)
         can_raise = op.high_risk_when is not None and declared != "high"
-        if question.goal == "ungated" and not risk.needs_approval(declared, policy) and not (
-                can_raise and risk.needs_approval("high", policy)):
+        if question.goal == "ungated" and not tables(self.d).may_need_approval(op):
             return Answer("unsat")  # no call of this operation ever needs approval
         conditional = any(g.when for g in usable) or bool(case.denies) or question.never is not None or (
             question.goal == "ungated" and can_raise and not risk.needs_approval(declared, policy))
