@@ -97,6 +97,9 @@ def parse_request(body: Any, deployment: model.Deployment) -> Call:
                 tuple(fields), params, gate)
 
 
+_UNCOMPILED = object()  # not compiled yet (None is a permission without `when`)
+
+
 def _compile(cond: model.Condition | None) -> Callable[[Mapping], Any] | None:
     if cond is None:
         return None
@@ -152,10 +155,9 @@ class Decider:
 
     def _run_of(self, perm: model.Permission) -> Callable | None:
         """The compiled `when` of a grant, deny or guardrail of the deployment (None: no `when`)."""
-        key = id(perm)
-        if key in self._compiled:
-            return self._compiled[key]
-        run = self._compiled[key] = _compile(perm.when)
+        run = self._compiled.get(id(perm), _UNCOMPILED)
+        if run is _UNCOMPILED:
+            run = self._compiled[id(perm)] = _compile(perm.when)
         return run
 
     def env(self, call: Call, wf: model.Workflow, op: model.Operation) -> dict:
