@@ -8,12 +8,20 @@ import sys
 import click
 
 from analyzer import __version__
+from analyzer.cli_common import (  # noqa: F401 - EXIT_* are the CLI's public names
+    EXIT_CLEAN,
+    EXIT_FINDINGS,
+    EXIT_INPUT,
+    EXIT_UNKNOWN,
+    OUTPUT_FORMATS,
+    SEVERITY_CHOICE,
+)
+from analyzer.cli_common import load_paths as _load
+from analyzer.cli_common import require_ids as _require
+from analyzer.cli_common import write_output as _write
 from analyzer.errors import InputError
 
-EXIT_CLEAN, EXIT_FINDINGS, EXIT_INPUT, EXIT_UNKNOWN = 0, 1, 2, 3
 MAX_SHOWN_ERRORS = 200  # a file of junk can hold millions; the first ones say what is wrong
-SEVERITY_CHOICE = click.Choice(["low", "medium", "high", "critical"])
-OUTPUT_FORMATS = ["text", "json", "sarif", "junit", "markdown"]  # check and diff
 
 
 class _Group(click.Group):
@@ -44,20 +52,6 @@ def _iso_date(_ctx, _param, value):
     if parsed is None:
         raise click.BadParameter(f"{value!r} is not a date YYYY-MM-DD")
     return parsed
-
-
-def _write(text: str, output: str | None) -> None:
-    if output:
-        with open(output, "w", encoding="utf-8") as handle:
-            handle.write(text)
-    else:
-        click.echo(text, nl=False)
-
-
-def _load(paths):
-    from analyzer.loader import load
-
-    return load(list(paths))
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -301,30 +295,12 @@ def schema():
     click.echo(json.dumps(json_schema(), indent=2, sort_keys=True))
 
 
-def _require(deployment, tool=None, operation=None, tenant=None, agent=None) -> None:
-    """Unknown ids named on the command line are usage errors (exit 2), with the closest id."""
-    from analyzer.spec import closest
+# the commands kept in modules of their own, each exporting COMMANDS; they import only analyzer.cli_common
+from analyzer import cli_harness
 
-    def missing(kind, value, table):
-        hint = closest(value, table)
-        suffix = f"; did you mean {hint!r}?" if hint else ""
-        raise click.UsageError(f"unknown {kind} {value!r}{suffix}")
-
-    if tool is not None and tool not in deployment.tools:
-        missing("tool", tool, deployment.tools)
-    if operation is not None and operation not in deployment.tools[tool].operations:
-        missing(f"operation of {tool}", operation, deployment.tools[tool].operations)
-    if tenant is not None and tenant not in deployment.tenants:
-        missing("tenant", tenant, deployment.tenants)
-    if agent is not None and agent not in deployment.agents:
-        missing("agent", agent, deployment.agents)
-
-
-# the enforcement-endpoint harness: serve, fuzz, replay, test (analyzer/cli_harness.py)
-from analyzer.cli_harness import HARNESS_COMMANDS
-
-for _command in HARNESS_COMMANDS:
-    main.add_command(_command)
+for _module in (cli_harness,):
+    for _command in _module.COMMANDS:
+        main.add_command(_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,7 +14,9 @@ import tempfile
 
 import click
 
-EXIT_CLEAN, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+from analyzer.cli_common import EXIT_CLEAN, EXIT_INPUT, write_output
+
+EXIT_FAILED, EXIT_USAGE = 1, EXIT_INPUT
 
 
 def _load(path: str):
@@ -24,9 +26,7 @@ def _load(path: str):
 
 
 def _emit(text: str, output: str | None) -> None:
-    from analyzer.cli import _write  # imported late: analyzer.cli registers these commands
-
-    _write(text, output)
+    write_output(text, output)
 
 
 def _default_reference_deployment(path: str) -> None:
@@ -156,4 +156,4 @@ def test_command(path, pattern, target, timeout, fmt, output, min_coverage):
     sys.exit(EXIT_FAILED if result.failed or low else EXIT_CLEAN)
 
 
-HARNESS_COMMANDS = (serve, fuzz, replay, test_command)
+COMMANDS = (serve, fuzz, replay, test_command)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 
-from analyzer import prover as prover_module
+from analyzer import cases as cases_module
 from analyzer.progress import NULL
 
 SHARES_PER_JOB = 4  # more shares than workers, so that an unlucky heavy share does not leave one idle
@@ -55,7 +55,7 @@ def prove_split(prover, jobs) -> list[list]:
 def split(deployment, parts: int) -> list[list[str]]:
     """Sorted workflow ids cut into at most ``parts`` consecutive shares of about equal weight."""
     ids = sorted(deployment.workflows)
-    weights = [max(1, prover_module.workflow_weight(deployment, deployment.workflows[w])) for w in ids]
+    weights = [max(1, cases_module.workflow_weight(deployment, deployment.workflows[w])) for w in ids]
     target = sum(weights) / max(1, parts)
     shares: list[list[str]] = []
     current: list[str] = []
@@ -75,7 +75,7 @@ def _work(share: list[str]):
     prover = _STATE["prover"]
     prover.progress = NULL  # the parent's terminal belongs to the parent
     jobs = _STATE["jobs"]
-    interest = prover_module.Interest.of_goals(job.goal for job in jobs)
-    some_cases = list(prover_module.cases(prover.d, share, interest))
+    interest = cases_module.Interest.of_goals(job.goal for job in jobs)
+    some_cases = list(cases_module.cases(prover.d, share, interest))
     events = [prover.events(job.goal, job.rule.never, some_cases) for job in jobs]
     return events, len(some_cases)
