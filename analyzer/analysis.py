@@ -47,7 +47,7 @@ def _analyze(deployment, rules, graph, prover, progress, jobs, parallel_threshol
     pg = graph
     findings: list[Finding] = []
     invariants: list[InvariantResult] = []
-    enabled = [rule for rule in rules.values() if rule.enabled]
+    enabled = [rule for rule in rules.values() if rule.enabled and not rule.needs_audit_log]
     ran = [rule.id for rule in enabled]
     structural = [rule for rule in enabled if not rule.is_invariant]
     proofs = [rule for rule in enabled if rule.is_invariant]

@@ -379,3 +379,6 @@ STRUCTURAL_CHECKS: dict[str, Check] = {
 
 #: Proved by the prover (analyzer.prover), not by a structural check.
 INVARIANT_CHECKS = ("no-cross-tenant-reach", "no-ungated-high-risk")
+
+#: Need a decision audit log: run by `agentperm unused` (analyzer.unused), never by `check`.
+AUDIT_CHECKS = ("unused-grant", "unused-agent", "unused-credential", "unused-workflow", "unused-approval-path")

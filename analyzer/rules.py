@@ -56,6 +56,11 @@ class Rule:
     def is_invariant(self) -> bool:
         return self.never is not None or self.check in checks.INVARIANT_CHECKS
 
+    @property
+    def needs_audit_log(self) -> bool:
+        """Run by `agentperm unused` on an audit log, not by `check` (analyzer.unused)."""
+        return self.check in checks.AUDIT_CHECKS
+
 
 def _rule_files(folder: Path | str) -> list[str]:
     found = []
@@ -120,7 +125,7 @@ def _load_dir(folder, rules: dict[str, Rule], problems: list[Diagnostic], builti
                                            f"{exc.message}"))
                 continue
         if "check" in value and value["check"] not in checks.STRUCTURAL_CHECKS \
-                and value["check"] not in checks.INVARIANT_CHECKS:
+                and value["check"] not in checks.INVARIANT_CHECKS and value["check"] not in checks.AUDIT_CHECKS:
             suggestion = spec.closest(value["check"], list(checks.STRUCTURAL_CHECKS) + list(checks.INVARIANT_CHECKS))
             problems.append(Diagnostic(doc.loc(("check",)), f"no built-in check named {value['check']!r}",
                                        f"did you mean {suggestion!r}?" if suggestion else None))

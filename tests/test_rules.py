@@ -9,7 +9,7 @@ import yaml
 from conftest import FIXTURES, REPO_ROOT, hygienic_sections, invoke_cli, write_deployment
 
 from analyzer.analysis import analyze
-from analyzer.checks import INVARIANT_CHECKS, STRUCTURAL_CHECKS
+from analyzer.checks import AUDIT_CHECKS, INVARIANT_CHECKS, STRUCTURAL_CHECKS
 from analyzer.errors import InputError
 from analyzer.findings import SEVERITIES
 from analyzer.loader import load
@@ -49,7 +49,7 @@ def test_every_registered_check_has_a_rule_file_and_every_rule_check_exists():
         rule = yaml.safe_load(path.read_text(encoding="utf-8"))
         if "check" in rule:
             by_check[rule["check"]] = rule["id"]
-    builtin = set(STRUCTURAL_CHECKS) | set(INVARIANT_CHECKS)
+    builtin = set(STRUCTURAL_CHECKS) | set(INVARIANT_CHECKS) | set(AUDIT_CHECKS)
     assert set(by_check) <= builtin, f"rule files naming unknown checks: {sorted(set(by_check) - builtin)}"
     assert builtin <= set(by_check), f"checks with no rule file: {sorted(builtin - set(by_check))}"
     assert all(by_check[name] == name for name in builtin), "a built-in rule's id should equal its check"
