@@ -362,7 +362,7 @@ class StarOr(Spec):
     description: str = ""
 
     def convert(self, value, path, report):
-        if value == model.STAR:
+        if value == model.STAR or _lists_star(value):
             return model.STAR
         if isinstance(value, str):
             report(path, f"expected \"*\" or a list, found the string {value!r}", f"write [{value}]")
@@ -370,12 +370,21 @@ class StarOr(Spec):
         return self.inner.convert(value, path, report)
 
     def quick(self, value):
-        if value == model.STAR:
+        if value == model.STAR or _lists_star(value):
             return model.STAR
         return NOT_QUICK if isinstance(value, str) else _quick(self.inner)(value)
 
     def schema(self):
-        return self._with_doc({"oneOf": [{"const": "*"}, self.inner.schema()]})
+        # ["*"] is written as IAM users write Action: ["*"], and means "*" (FORMAT §2)
+        listed = self.inner.schema()
+        listed["items"] = {"anyOf": [{"const": "*"}, listed["items"]]}
+        return self._with_doc({"oneOf": [{"const": "*"}, listed]})
+
+
+def _lists_star(value) -> bool:
+    """A list holding ``"*"`` means every id, as ``"*"`` does: ``["*"]`` is how IAM users write it,
+    and ``["*", "x"]`` asks for no less than everything (the other items then name nothing more)."""
+    return isinstance(value, list) and any(item == model.STAR for item in value)
 
 
 @dataclass

@@ -555,3 +555,52 @@ def test_mutated_fixtures_load_alike_on_both_yaml_paths(unit_copies, mutation):
             _same_deployment(fast, reference)
 
 
+
+
+def _starred_as_lists(text: str) -> str:
+    """Every list-or-"*" value written "*" rewritten as ["*"] (a grant's ``tool`` is one id, not a list)."""
+    return re.sub(r'(\b(?:operations|tenants|tools|covers|agents): )"\*"', r'\1["*"]', text)
+
+
+def test_a_list_holding_star_means_star(tmp_path):
+    """FORMAT §2: ``operations: ["*"]`` means ``operations: "*"``; so do the other "*"-or-list keys."""
+    from conftest import invoke_cli
+
+    source = REPO_ROOT / "fixtures" / "flawed-agency"
+    starred = tmp_path / "flawed-agency"
+    shutil.copytree(source, starred)
+    rewritten = 0
+    for path in sorted(starred.glob("*.yaml")):
+        text = path.read_text(encoding="utf-8")
+        new = _starred_as_lists(text)
+        rewritten += new != text
+        path.write_text(new, encoding="utf-8")
+    assert rewritten >= 3  # roles (operations), agents (tenants), credentials (tools, tenants)
+    before, after = load([str(source)]), load([str(starred)])
+    assert before.roles["platform-ops"].grants[0].operations == after.roles["platform-ops"].grants[0].operations == "*"
+
+    def summary(path):
+        import json
+
+        code, out, _err = invoke_cli("check", str(path), "--format", "json")
+        document = json.loads(out)
+        return code, [(f["rule"], f["severity"], f["message"], f["subjects"], f["location"]["line"])
+                      for f in document["findings"]], [(i["id"], i["status"]) for i in document["invariants"]]
+
+    assert summary(source) == summary(starred)
+
+
+def test_star_among_other_ids_in_a_list_is_star_and_schema_accepts_it():
+    from analyzer.spec import json_schema
+
+    deployment = load_text(
+        'format: agentperm/v1\n'
+        'tenants: {acme: {}}\n'
+        'tools: {crm: {operations: {read: {effect: read}, wipe: {effect: delete}}}}\n'
+        'roles: {ops: {grants: [{tool: crm, operations: ["*"]}], denies: [{tool: crm, operations: ["*", read]}]}}\n'
+        'workflows: {}\n', "inline.yaml")
+    assert deployment.roles["ops"].grants[0].operations == "*"
+    assert deployment.roles["ops"].denies[0].operations == "*"
+    jsonschema = pytest.importorskip("jsonschema")
+    document = {"format": "agentperm/v1", "roles": {"ops": {"grants": [{"tool": "crm", "operations": ["*"]}]}}}
+    jsonschema.validate(document, json_schema())
