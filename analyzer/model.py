@@ -25,6 +25,7 @@ ISSUES = ("static", "per-workflow")
 STORES = ("vault", "kms", "secret-manager", "env", "file", "inline", "prompt")
 SINKS = ("append-only", "database", "file", "none")
 PARAM_TYPES = ("int", "string", "bool")
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # an `int` param is a signed 64-bit integer, as in CEL (FORMAT §2)
 CALL_FIELDS = ("agent", "tool", "operation", "effect", "workflow", "tenant", "home", "gate", "delegated")
 INVARIANT_CALL_FIELDS = CALL_FIELDS + ("risk",)
 
@@ -62,9 +63,10 @@ class ParamType:
     values: tuple[str, ...] = ()  # the allowed strings of an enum
 
     def accepts(self, value: object) -> bool:
-        """Whether a JSON value is a value of this type (bool is not an int)."""
+        """Whether a JSON value is a value of this type (bool is not an int; an int is 64-bit, and a
+        JSON number with a fraction, even ``1.0``, arrives as a float and is no int)."""
         if self.kind == "int":
-            return isinstance(value, int) and not isinstance(value, bool)
+            return isinstance(value, int) and not isinstance(value, bool) and INT64_MIN <= value <= INT64_MAX
         if self.kind == "bool":
             return isinstance(value, bool)
         if self.kind == "string":

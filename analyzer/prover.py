@@ -467,6 +467,7 @@ class Prover:
             if kind.kind == "int":
                 term = smt.int_var(f"p.{name}")
                 params[name] = smt.V("int", term)
+                domains.append(smt.int64_domain(term))
             elif kind.kind == "bool":
                 term = smt.bool_var(f"p.{name}")
                 params[name] = smt.V("bool", term)
@@ -720,6 +721,9 @@ def _region(constraints, variables, example: dict) -> str | None:
             parts.append(f"{name} = {json.dumps(example[name])} for example")
             continue
         low, high = smt.bounds(constraints, term)
+        if low != high:  # an end of the 64-bit domain bounds every int: it says nothing of the condition
+            low = None if low == model.INT64_MIN else low
+            high = None if high == model.INT64_MAX else high
         if low is None and high is None:
             continue
         if low is not None and high is not None:

@@ -656,6 +656,11 @@ def negation(term):
     return z3.Not(term)
 
 
+def int64_domain(term):
+    """An int param's values: a signed 64-bit integer (FORMAT §2), so that no witness lies outside it."""
+    return z3.And(term >= z3.IntVal(-(2**63)), term <= z3.IntVal(2**63 - 1))
+
+
 def enum_domain(term, values):
     return z3.Or(*[term == _sval(v) for v in values])
 

@@ -668,3 +668,34 @@ def test_decider_records_on_the_agency_fixtures(name):
                 for gate in (None, *sorted(d.gates)):
                     c = Call(wf_id, chain, tool_id, op_id, tenant, (), params, gate)
                     assert decider.decide(c) == reference_decision(d, c), c
+
+
+INT64_EDGES = [-(2**63) - 1, -(2**63), 2**63 - 1, 2**63]
+
+
+@pytest.mark.parametrize("amount", INT64_EDGES, ids=repr)
+def test_an_int_param_is_a_signed_64_bit_integer(plain, amount):
+    """FORMAT §2: a JSON number outside [-2^63, 2^63 - 1] is not an int; the request parser agrees."""
+    inside = -(2**63) <= amount <= 2**63 - 1
+    assert allowed(plain, refund(amount, gate="finance")) is inside
+    request = {"workflow": "w", "chain": ["boss"], "tool": "billing", "operation": "refund", "tenant": "acme",
+               "params": {"amount": amount}, "approval": {"gate": "finance", "by": "dana"}}
+    assert Decider(plain).decide(parse_request(request, plain)).allow is inside
+
+
+def test_the_prover_finds_no_witness_outside_64_bits():
+    """An ungated refund allowed only beyond 2^63 - 1 (or below -2^63) is no hole: no int reaches it."""
+    from analyzer.prover import Prover
+    from analyzer.rules import load_rules
+
+    rules = load_rules(())
+    for when in ("params.amount > 9223372036854775807", "params.amount < -9223372036854775808"):
+        deployment = model(roles={"worker": {"grants": [{"tool": "billing", "operations": ["refund"], "when": when}]}})
+        result, _findings = Prover(deployment=deployment).prove(rules["no-ungated-high-risk"])
+        assert result.status == "proved", (when, result)
+    edge = model(roles={"worker": {"grants": [{"tool": "billing", "operations": ["refund"],
+                                               "when": "params.amount >= 9223372036854775807"}]}})
+    result, _findings = Prover(deployment=edge).prove(rules["no-ungated-high-risk"])
+    assert result.status == "violated"
+    amounts = {w["call"]["params"]["amount"] for w in result.witnesses}
+    assert amounts == {2**63 - 1}

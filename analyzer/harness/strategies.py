@@ -169,7 +169,7 @@ class Universe:
     def _boundaries(self, op: model.Operation, name: str, kind: model.ParamType, extra_ints: set[int]) -> tuple:
         conds = [c for c in self._conditions.get((op.tool, op.id), ()) if ("params", name) in _refs(c)]
         if kind.kind == "int":
-            found = {0, 1, -1} | extra_ints
+            found = {0, 1, -1} | extra_ints | _INT64_EDGES
             for cond in conds:
                 found |= {c + delta for c in _int_constants(cond.expr) for delta in (-1, 0, 1)}
             return tuple(sorted(found, key=lambda v: (abs(v), v)))
@@ -699,6 +699,10 @@ def _wrong_value(value, how: str):
             "an int": 5}[how]
 
 
+# both sides of each end of a 64-bit int (FORMAT §2): the inner ones are ints, the outer ones are not
+_INT64_EDGES = frozenset({model.INT64_MIN - 1, model.INT64_MIN, model.INT64_MAX, model.INT64_MAX + 1})
+
+
 def _params(u: Universe) -> st.SearchStrategy[Probe]:
     @st.composite
     def build(draw):
@@ -716,7 +720,7 @@ def _params(u: Universe) -> st.SearchStrategy[Probe]:
             elif edit == "wrong type":
                 params[name] = _wrong_value(params[name], u.choose(draw, _WRONG_VALUES))
             elif edit == "huge int":
-                params[name] = u.choose(draw, [2**31, 2**63, 10**30, -(2**63) - 1])
+                params[name] = u.choose(draw, [2**31, *sorted(_INT64_EDGES), 10**30])
             elif edit == "negative":
                 params[name] = -abs(params[name]) - 1 if isinstance(params[name], int) else "-1"
             else:
