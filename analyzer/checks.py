@@ -62,7 +62,7 @@ def wildcard_grant(pg: PermissionGraph) -> Iterator[Hit]:
                     what.append('operations "*"')
                 yield Hit(f"role {role.id} grant #{grant.index + 1} uses {' and '.join(what)}: "
                           "it silently grants every present and future operation it names",
-                          (f"role:{role.id}",), grant.loc)
+                          (f"grant:{role.id}#{grant.index + 1}", f"role:{role.id}"), grant.loc)
 
 
 def global_tool(pg: PermissionGraph) -> Iterator[Hit]:
@@ -296,7 +296,8 @@ def risk_downgraded(pg: PermissionGraph) -> Iterator[Hit]:
         base = risk.base_risk(op, d.policy)
         if base == "high" and model.RISK_ORDER[op.risk] < model.RISK_ORDER[base]:
             yield Hit(f"{op.qualified} is {op.effect} (base risk high) but declared risk: {op.risk} with no "
-                      "high_risk_when: it escapes approval", (f"tool:{tool.id}",), op.locs.get("risk", op.loc))
+                      "high_risk_when: it escapes approval", (f"operation:{op.qualified}", f"tool:{tool.id}"),
+                      op.locs.get("risk", op.loc))
 
 
 def approval_disabled(pg: PermissionGraph) -> Iterator[Hit]:
