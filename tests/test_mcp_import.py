@@ -128,3 +128,29 @@ def test_reimport_keeps_edits_and_reports_changes(tmp_path):
     assert "removed by the server (dropped): github.get_me" in result.stderr
     ops = load([str(out)]).tools["github"].operations
     assert ops["run_workflow"].risk == "medium" and "get_me" not in ops
+
+
+def test_live_streamable_http_import_equals_file_import():
+    import socket
+    import subprocess
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, str(FIX / "server.py"), "--http", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:  # wait until the port accepts, not a fixed sleep
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        live = _run("import", "mcp", f"http://127.0.0.1:{port}/mcp", "--tool", "github", "--timeout", "15")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert live.exit_code == 0, live.output
+    assert live.output == (FIX / "github.expected.yaml").read_text("utf-8")
