@@ -44,7 +44,12 @@ def _live_tools(source: str, timeout: float) -> list[dict]:
             params = StdioServerParameters(command=argv[0], args=argv[1:], env=dict(os.environ))
             transport = stdio_client(params, errlog=devnull)
         else:
+            from urllib.parse import urlsplit
+
             from mcp.client.streamable_http import streamable_http_client
+
+            if urlsplit(source).hostname not in ("127.0.0.1", "localhost", "::1"):
+                raise McpImportError(f"{source}: only a server on loopback (127.0.0.1, localhost, ::1) is asked")
 
             transport = streamable_http_client(source)
         with anyio.fail_after(timeout):
@@ -82,7 +87,7 @@ def import_mcp(source, tool_id, output, timeout):
     try:
         if not ID_RE.fullmatch(tool_id):
             raise McpImportError(f"--tool {tool_id!r} is not a valid id")
-        if source.startswith(("stdio:", "http://", "https://")):
+        if source.startswith(("stdio:", "http://")):
             tools = _live_tools(source, timeout)
         else:
             try:

@@ -154,3 +154,8 @@ def test_live_streamable_http_import_equals_file_import():
         server.wait(timeout=10)
     assert live.exit_code == 0, live.output
     assert live.output == (FIX / "github.expected.yaml").read_text("utf-8")
+
+
+def test_http_source_off_loopback_is_refused():
+    result = _run("import", "mcp", "http://example.com/mcp", "--tool", "t", "--timeout", "5")
+    assert result.exit_code == 2 and "loopback" in result.output
