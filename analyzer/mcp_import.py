@@ -15,6 +15,7 @@ import re
 import yaml
 
 ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_DEFAULTS = {"readOnlyHint": False, "destructiveHint": True, "openWorldHint": True}  # MCP spec
 _SIMPLE = {"integer": "int", "string": "string", "boolean": "bool"}
 
 
@@ -53,7 +54,9 @@ def _effect(tool: dict) -> tuple[str, bool, str]:
     elif not isinstance(ann, dict):
         raise McpImportError(f"tool {tool['name']!r}: annotations is not an object")
     else:
-        note = "annotations: " + ", ".join(f"{k}={ann[k]}" for k in sorted(ann) if k.endswith("Hint")) or "none"
+        declared = ", ".join(f"{k}={ann[k]}" for k in sorted(ann) if k.endswith("Hint")) or "no hints"
+        absent = [f"{k}={v}" for k, v in _DEFAULTS.items() if not isinstance(ann.get(k), bool)]
+        note = f"annotations: {declared}" + (f"; spec defaults: {', '.join(absent)}" if absent else "")
     def hint(key, default):
         value = ann.get(key, default)
         return value if isinstance(value, bool) else default
