@@ -296,9 +296,9 @@ def schema():
 
 
 # the commands kept in modules of their own, each exporting COMMANDS; they import only analyzer.cli_common
-from analyzer import cli_audit, cli_cedar, cli_harness
+from analyzer import cli_audit, cli_cedar, cli_harness, cli_import
 
-for _module in (cli_harness, cli_audit, cli_cedar):
+for _module in (cli_harness, cli_audit, cli_cedar, cli_import):
     for _command in _module.COMMANDS:
         main.add_command(_command)
 
