@@ -95,11 +95,16 @@ class Expected:
 
 def expect(universe: Universe, probe: Probe) -> Expected:
     """The oracle's answer to one probe."""
+    lenient = probe.padding > 0  # an oversized body may be refused whatever it asks
     if probe.raw is not None:
-        try:
-            from analyzer.server import decode_body
+        from analyzer.server import decode_body
 
-            body = decode_body(probe.raw)
+        raw = probe.raw
+        if raw.startswith(BOM):
+            # RFC 8259 §8.1: a parser MAY ignore a byte-order mark; refusing the body is right too
+            raw, lenient = raw[len(BOM):], True
+        try:
+            body = decode_body(raw)
         except MalformedCall as exc:
             return Expected(True, reason=str(exc))
     else:
@@ -108,8 +113,25 @@ def expect(universe: Universe, probe: Probe) -> Expected:
         call = parse_request(body, universe.d)
     except MalformedCall as exc:
         return Expected(True, reason=str(exc))
+    lenient = lenient or _null_where_optional(body)
     decision = universe.decider.decide(call)
-    return Expected(False, decision.allow, decision.reason, lenient=probe.padding > 0)
+    return Expected(False, decision.allow, decision.reason, lenient=lenient)
+
+
+BOM = b"\xef\xbb\xbf"
+
+
+def _null_where_optional(body: dict) -> bool:
+    """A ``null`` standing for an optional value (``fields``, ``params``, ``approval``, ``approval.by``).
+
+    §7 lets a call leave these out; whether ``null`` is the same as absent (the reference reads it
+    so: no fields, no params, no approval, an approval by nobody, which counts as none) or a value
+    of the wrong JSON type is not settled, so both a 400 and that decision are right. A value of
+    the wrong non-null type (``approval.gate: 1``, ``fields: "x"``) is malformed: a 4xx is required."""
+    if any(key in body and body[key] is None for key in ("fields", "params", "approval")):
+        return True
+    approval = body.get("approval")
+    return isinstance(approval, dict) and "by" in approval and approval["by"] is None
 
 
 def judge(expected: Expected, observed: Observation) -> str | None:

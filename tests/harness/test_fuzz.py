@@ -333,3 +333,63 @@ def test_fuzz_command_usage_errors(reference_env):
     assert code == 2 and "cannot import" in err
     code, _, err = invoke_cli("replay", "no/such/dir", "--target", "analyzer.harness.reference:decide")
     assert code == 2 and "no such directory" in err
+
+
+# ---- where §7 and RFC 8259 leave a choice, either answer passes ---------------------------------------
+
+def _allowed_body(universe) -> dict:
+    """An allowed call that needs no approval (a copy)."""
+    return json.loads(json.dumps(next(b for b in universe.allowed if not b.get("approval"))))
+
+
+def test_a_byte_order_mark_may_be_ignored_or_refused(universe):
+    from analyzer.harness.fuzz import expect
+
+    body = _allowed_body(universe)
+    assert universe.decide(body)
+    probe = Probe("non-json", raw=b"\xef\xbb\xbf" + json.dumps(body).encode(), note="byte-order mark")
+    expected = expect(universe, probe)
+    assert not expected.malformed and expected.allow and expected.lenient
+    assert judge(expected, Observation(200, allow=True)) is None   # ignored, as RFC 8259 §8.1 allows
+    assert judge(expected, Observation(400)) is None                # refused
+    assert judge(expected, Observation(200, allow=False)) == "broken-workflow"
+
+
+@pytest.mark.parametrize("edit", ["by", "approval", "fields", "params"])
+def test_null_where_a_value_is_optional_may_be_read_as_absent_or_refused(universe, edit):
+    from analyzer.harness.fuzz import expect
+
+    body = _allowed_body(universe)
+    if edit == "by":
+        body["approval"] = {"gate": "finance-approval", "by": None}
+    else:
+        body[edit] = None
+    expected = expect(universe, Probe("malformed", body))
+    assert not expected.malformed and expected.lenient
+    assert judge(expected, Observation(400)) is None
+    assert judge(expected, Observation(200, allow=expected.allow)) is None
+
+
+def test_a_wrong_non_null_type_in_approval_must_be_refused(universe):
+    from analyzer.harness.fuzz import expect
+
+    body = _allowed_body(universe)
+    body["approval"] = {"gate": 1, "by": "x"}
+    expected = expect(universe, Probe("malformed", body))
+    assert expected.malformed
+    assert judge(expected, Observation(200, allow=False)) == "malformed-accepted"
+    assert judge(expected, Observation(400)) is None
+
+
+def test_an_independently_written_correct_endpoint_passes(agency, universe):
+    """No false alarm against a second correct endpoint that takes the other side of every choice."""
+    import plain_endpoint
+
+    server, url = plain_endpoint.serve(agency)
+    try:
+        for seed in (1, 2):
+            result = run_campaign(agency, url, max_examples=150, seed=seed, universe=universe, progress=False)
+            assert result.failures == [], render(result, "text")
+            assert "non-json" in result.examples
+    finally:
+        server.shutdown()
