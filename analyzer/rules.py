@@ -15,10 +15,11 @@ from analyzer import checks, conditions, model, spec
 from analyzer.errors import Diagnostic, InputError, Loc
 from analyzer.findings import SEVERITIES
 from analyzer.loader import display_name
+from analyzer.resources import RULES_DIR
 from analyzer.yamlsrc import YamlError, read_yaml_file
 
 CATEGORIES = ("identity", "least-privilege", "tenant-isolation", "risk-gating", "secrets", "audit", "delegation")
-BUILTIN_DIR = Path(__file__).resolve().parent.parent / "rules"
+BUILTIN_DIR = RULES_DIR  # the catalogue: rules/ of the source tree, or the copy inside an installed wheel
 
 RULE_FILE = spec.Record({
     "id": spec.Ref("rules"),

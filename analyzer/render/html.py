@@ -36,9 +36,9 @@ from analyzer.findings import SEVERITIES, CheckResult, Finding
 from analyzer.graph import PermissionGraph
 from analyzer.render import dot as dotrender
 from analyzer.render import jsonout
+from analyzer.resources import TEMPLATES_DIR
 from analyzer.rules import Rule
 
-TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "reports" / "templates"
 LONG_GROUP = 12  # a rule with more findings folds its list behind one <details>
 MAX_INLINE_GRAPH_NODES = 300  # past this the picture is unreadable inline; the DOT goes beside the report
 
