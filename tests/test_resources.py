@@ -63,18 +63,18 @@ def test_the_wheel_runs_from_a_clean_virtualenv(wheel, tmp_path):
     away.mkdir()
 
     def run(*args):
-        return subprocess.run([str(python), "-c", "from analyzer.cli import main; main()", *args], cwd=away,
+        return subprocess.run([str(python), "-c", "from analyzer.cli import main; main()", *args], cwd=away, check=False,
                               env=env, capture_output=True, text=True, timeout=120)
 
     where = subprocess.run([str(python), "-c", "import analyzer.resources as r; print(r.RULES_DIR); "
-                            "print(r.TEMPLATES_DIR)"], cwd=away, env=env, capture_output=True, text=True)
+                            "print(r.TEMPLATES_DIR)"], cwd=away, env=env, capture_output=True, text=True, check=False)
     assert all(line.startswith(target) for line in where.stdout.split()), where.stdout + where.stderr
     version = run("--version")
     assert version.returncode == 0 and __version__ in version.stdout
     checked = run("check", str(REPO_ROOT / "fixtures" / "agency"), "--format", "sarif")
     assert checked.returncode == 0, checked.stderr
     in_tree = subprocess.run([sys.executable, "-c", "from analyzer.cli import main; main()", "check",
-                              "fixtures/agency", "--format", "sarif"], cwd=REPO_ROOT, capture_output=True, text=True)
+                              "fixtures/agency", "--format", "sarif"], cwd=REPO_ROOT, capture_output=True, text=True, check=False)
 
     def rule_ids(sarif: str) -> list[str]:
         return [r["id"] for r in json.loads(sarif)["runs"][0]["tool"]["driver"]["rules"]]
