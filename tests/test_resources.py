@@ -66,8 +66,8 @@ def test_the_wheel_runs_from_a_clean_virtualenv(wheel, tmp_path):
         return subprocess.run([str(python), "-c", "from analyzer.cli import main; main()", *args], cwd=away, check=False,
                               env=env, capture_output=True, text=True, timeout=120)
 
-    where = subprocess.run([str(python), "-c", "import analyzer.resources as r; print(r.RULES_DIR); "
-                            "print(r.TEMPLATES_DIR)"], cwd=away, env=env, capture_output=True, text=True, check=False)
+    show = "import analyzer.resources as r; print(r.RULES_DIR); print(r.TEMPLATES_DIR)"
+    where = subprocess.run([str(python), "-c", show], cwd=away, env=env, capture_output=True, text=True, check=False)
     assert all(line.startswith(target) for line in where.stdout.split()), where.stdout + where.stderr
     version = run("--version")
     assert version.returncode == 0 and __version__ in version.stdout
