@@ -67,10 +67,11 @@ def main() -> None:
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("--rules", "rule_dirs", multiple=True, type=click.Path(), help="Extra rule directory (repeatable).")
-@click.option("--format", "fmt", type=click.Choice(OUTPUT_FORMATS), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(OUTPUT_FORMATS), default=None,
+              help="Output format (default: the config's, else text).")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write to this file instead of stdout.")
-@click.option("--fail-on", type=SEVERITY_CHOICE, default="low", show_default=True,
-              help="Exit 1 when a finding is at or above this severity.")
+@click.option("--fail-on", type=SEVERITY_CHOICE, default=None,
+              help="Exit 1 when a finding is at or above this severity (default: the config's, else low).")
 @click.option("--suppressions", "suppressions_file", type=click.Path(dir_okay=False),
               help="Suppressions file (default: agentperm-suppressions.yaml beside the first PATH, when present).")
 @click.option("--date", "today", callback=_iso_date, metavar="YYYY-MM-DD",
@@ -82,13 +83,17 @@ def main() -> None:
                    "used only past 50 million estimated cases, where splitting may pay).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr (it is only shown on a terminal).")
 def check(paths, rule_dirs, fmt, output, fail_on, suppressions_file, today, report_file, jobs, quiet):
-    """Check deployments (files or directories) against every rule."""
+    """Check deployments (files or directories) against every rule.
+
+    Defaults of --format, --fail-on, --rules and --suppressions come from agentperm.yaml beside the
+    deployment, else [tool.agentperm] of the nearest pyproject.toml; flags win."""
     from analyzer import suppressions
     from analyzer.analysis import analyze, with_suppressions
     from analyzer.progress import for_cli
     from analyzer.render.formats import render_check
     from analyzer.rules import load_rules
 
+    fmt, fail_on, rule_dirs, suppressions_file = _with_config(paths, fmt, fail_on, rule_dirs, suppressions_file)
     progress = for_cli(quiet)
     try:
         with progress.stage("load"):
@@ -111,6 +116,15 @@ def check(paths, rule_dirs, fmt, output, fail_on, suppressions_file, today, repo
     sys.exit(result.exit_code(fail_on))
 
 
+def _with_config(paths, fmt, fail_on, rule_dirs, suppressions_file):
+    """The command line's values, each left unset taken from the config file, then the default."""
+    from analyzer import config
+
+    found = config.find(paths)
+    return (fmt or found.format or "text", fail_on or found.fail_on or "low", tuple(rule_dirs) or found.rules,
+            suppressions_file or found.suppressions)
+
+
 def _parallel_threshold(jobs: int | None) -> int:
     """--jobs asked for: split whatever is large enough; left at its default: only what is very large."""
     from analyzer import prover
@@ -131,8 +145,8 @@ def _cores() -> int:
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="The HTML file to write.")
 @click.option("--rules", "rule_dirs", multiple=True, type=click.Path(), help="Extra rule directory (repeatable).")
-@click.option("--fail-on", type=SEVERITY_CHOICE, default="low", show_default=True,
-              help="The severity at which the report's verdict is FAIL.")
+@click.option("--fail-on", type=SEVERITY_CHOICE, default=None,
+              help="The severity at which the report's verdict is FAIL (default: the config's, else low).")
 @click.option("--suppressions", "suppressions_file", type=click.Path(dir_okay=False),
               help="Suppressions file (default: agentperm-suppressions.yaml beside the first PATH, when present).")
 @click.option("--date", "today", callback=_iso_date, metavar="YYYY-MM-DD",
@@ -143,6 +157,7 @@ def report(paths, output, rule_dirs, fail_on, suppressions_file, today):
     from analyzer.analysis import analyze, with_suppressions
     from analyzer.rules import load_rules
 
+    _fmt, fail_on, rule_dirs, suppressions_file = _with_config(paths, "text", fail_on, rule_dirs, suppressions_file)
     deployment = _load(paths)
     rules = load_rules(rule_dirs)
     entries = suppressions.for_check(paths, suppressions_file)

@@ -22,6 +22,7 @@ from analyzer.yamlsrc import Document, Positions, YamlError, decode_text, parse_
 MAP_SECTIONS = ("tenants", "people", "tools", "roles", "agents", "credentials", "gates", "workflows")
 SINGLE_SECTIONS = ("policy", "audit")
 SUPPRESSIONS_FILE = "agentperm-suppressions.yaml"  # analyzer.suppressions.DEFAULT_FILE
+CONFIG_FILE = "agentperm.yaml"  # analyzer.config: defaults of the command line, not part of the deployment
 SECTION_KIND = {"tenants": "tenant", "people": "person", "tools": "tool", "roles": "role", "agents": "agent",
                 "credentials": "credential", "gates": "gate", "workflows": "workflow"}
 
@@ -74,7 +75,7 @@ def find_files(paths: Iterable[str]) -> tuple[list[tuple[str, str]], list[Diagno
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 for name in files:
                     # the suppressions file may sit inside the deployment folder; it is not a deployment file
-                    if name.endswith((".yaml", ".yml")) and not name.startswith(".") and name != SUPPRESSIONS_FILE:
+                    if name.endswith((".yaml", ".yml")) and not name.startswith(".") and name not in (SUPPRESSIONS_FILE, CONFIG_FILE):
                         full = os.path.join(folder, name)
                         inside.append((os.path.relpath(full, path).replace(os.sep, "/"), full))
             if not inside:
