@@ -980,7 +980,9 @@ def _compile_unary(node: Unary) -> Compiled:
     if node.op == "-":
         def minus(env):
             value = operand(env)
-            if _kind(value) in ("int", "double"):
+            if _kind(value) == "int":
+                return _int64(-value, pos)
+            if _kind(value) == "double":
                 return -value
             raise CelEvalError(f"no operator '-' for {_describe(value)}", pos)
         return minus
@@ -1033,22 +1035,35 @@ def _compile_or(left: Compiled, right: Compiled, pos) -> Compiled:
     return disjunction
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # CEL's int: arithmetic leaving it is an error (overflow)
+
+
+def _int64(value: int, pos) -> int:
+    if INT64_MIN <= value <= INT64_MAX:
+        return value
+    raise CelEvalError("integer overflow", pos)
+
+
 def _arith(op: str, a, b, pos):
     ka, kb = _kind(a), _kind(b)
     if ka == kb:
+        if ka == "int":
+            if op == "+":
+                return _int64(a + b, pos)
+            if op == "-":
+                return _int64(a - b, pos)
+            if op == "*":
+                return _int64(a * b, pos)
+            if b == 0:
+                raise CelEvalError("division by zero" if op == "/" else "modulus by zero", pos)
+            if a == INT64_MIN and b == -1:  # the quotient 2^63 does not fit, and CEL errs on % too
+                raise CelEvalError("integer overflow", pos)
+            return _int_div(a, b) if op == "/" else _int_mod(a, b)
         if op == "+":
-            if ka in ("int", "double", "string"):
+            if ka in ("double", "string"):
                 return a + b
             if ka == "list":
                 return [*a, *b]
-        elif ka == "int":
-            if op == "-":
-                return a - b
-            if op == "*":
-                return a * b
-            if b == 0:
-                raise CelEvalError("division by zero" if op == "/" else "modulus by zero", pos)
-            return _int_div(a, b) if op == "/" else _int_mod(a, b)
         elif ka == "double" and op != "%":
             if op == "-":
                 return a - b

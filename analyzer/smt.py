@@ -204,7 +204,7 @@ class _Translator:
             return V("bool", z3.Not(operand.term), operand.ok)
         if operand.sort != "int":
             return _error("int")
-        return V("int", -operand.term, operand.ok)
+        return _int64(-operand.term, operand.ok)
 
     def t_Cond(self, node, bound):
         test = self.run(node.test, bound)
@@ -338,17 +338,18 @@ class _Translator:
             return _error("int")
         x, y = a.term, b.term
         if op == "+":
-            return V("int", x + y, ok)
+            return _int64(x + y, ok)
         if op == "-":
-            return V("int", x - y, ok)
+            return _int64(x - y, ok)
         if op == "*":
             if not (z3.is_int_value(x) or z3.is_int_value(y)):
                 raise Unsupported("multiplying two parameters (non-linear arithmetic) is not supported", pos)
-            return V("int", x * y, ok)
+            return _int64(x * y, ok)
         # CEL truncates toward zero; Z3's integer division is Euclidean: rebuild truncation from |x| / |y|
         abs_x, abs_y = z3.If(x >= 0, x, -x), z3.If(y >= 0, y, -y)
         quotient = z3.If((x >= 0) == (y > 0), abs_x / abs_y, -(abs_x / abs_y))
-        defined = _and(ok, y != 0)
+        # INT64_MIN / -1 (and % -1) overflows in CEL
+        defined = _and(ok, z3.And(y != 0, z3.Not(z3.And(x == _INT64_MIN, y == -1))))
         if op == "/":
             return V("int", quotient, defined)
         return V("int", x - y * quotient, defined)
@@ -654,6 +655,14 @@ def disjunction(terms):
 
 def negation(term):
     return z3.Not(term)
+
+
+_INT64_MIN, _INT64_MAX = z3.IntVal(-(2**63)), z3.IntVal(2**63 - 1)
+
+
+def _int64(term, ok) -> V:
+    """An int result, defined only inside CEL's 64-bit range (outside it, CEL reports an overflow)."""
+    return V("int", term, _and(ok, z3.And(term >= _INT64_MIN, term <= _INT64_MAX)))
 
 
 def int64_domain(term):

@@ -180,9 +180,18 @@ def test_evaluation_error(source):
         evaluate(expr, make_env())
 
 
-def test_ints_are_unbounded_and_bool_is_not_int():
-    assert run("9223372036854775807 + 1") == 9223372036854775808
-    assert run("-9223372036854775808 - 1") == -9223372036854775809
+@pytest.mark.parametrize("expr", ["9223372036854775807 + 1", "-9223372036854775808 - 1", "4611686018427387904 * 2",
+                                  "-9223372036854775808 / -1", "-9223372036854775808 % -1",
+                                  "-(-9223372036854775807 - 1)"])
+def test_int_arithmetic_leaving_64_bits_is_an_overflow_error(expr):
+    """CEL's int is 64-bit (FORMAT §2): an overflow is an error, so a grant's `when` fails closed."""
+    assert outcome(expr) is ERROR
+
+
+def test_ints_reach_both_64_bit_ends_and_bool_is_not_int():
+    assert run("9223372036854775806 + 1") == 9223372036854775807
+    assert run("-9223372036854775807 - 1") == -9223372036854775808
+    assert run("-9223372036854775807 / -1") == 9223372036854775807
     assert outcome("[1, 2][true]") is ERROR
     assert run("{1: 'int'}[1]") == "int" and outcome("{1: 'int'}[true]") is ERROR
     assert run("true in {1: 2}") is False

@@ -194,6 +194,30 @@ def test_division_and_remainder_agree_on_any_pair(x, y):
         assert symbolic(source, params=params) == concrete(source, params=params), (source, x, y)
 
 
+MAX, MIN = 2**63 - 1, -(2**63)
+
+
+@pytest.mark.parametrize("source, params, expected", [
+    ("params.x + 1", {"x": MAX}, ERROR), ("params.x + 1", {"x": MAX - 1}, MAX),
+    ("params.x - 1", {"x": MIN}, ERROR), ("params.x - 1", {"x": MIN + 1}, MIN),
+    ("params.x * 2", {"x": 2**62}, ERROR), ("params.x * -1", {"x": MIN}, ERROR), ("-params.x", {"x": MIN}, ERROR),
+    ("params.x / -1", {"x": MIN}, ERROR), ("params.x % -1", {"x": MIN}, ERROR), ("params.x / -1", {"x": MIN + 1}, MAX),
+    ("params.x + 1 > 0 || true", {"x": MAX}, True), ("params.x + 1 > 0 && false", {"x": MAX}, False),
+], ids=repr)
+def test_int64_overflow_is_an_error_in_both_backends(source, params, expected):
+    """FORMAT §2: ints are CEL's 64-bit ints; leaving the range is an error, absorbed like any other."""
+    agree(source, expected, params=params)
+
+
+@given(st.sampled_from([MIN, MIN + 1, -1, 0, 1, MAX - 1, MAX]), st.sampled_from([MIN, -2, -1, 1, 2, MAX]))
+@settings(max_examples=40, deadline=None)
+def test_arithmetic_at_the_64_bit_edges_agrees(x, y):
+    params = {"x": x, "y": y}
+    for source in ("params.x + params.y", "params.x - params.y", "params.x / params.y", "params.x % params.y",
+                   "params.x * 2", "-params.x"):
+        assert symbolic(source, params=params) == concrete(source, params=params), (source, x, y)
+
+
 # ---------------------------------------------------------------------------------------------- in
 
 
