@@ -15,7 +15,7 @@ import tomllib
 from dataclasses import dataclass, field
 
 from analyzer.errors import Diagnostic, InputError, Loc
-from analyzer.loader import CONFIG_FILE, display_name
+from analyzer.loader import CONFIG_FILE, beside_deployment, display_name
 from analyzer.yamlsrc import YamlError, read_yaml_file
 
 SEVERITIES = ("low", "medium", "high", "critical")
@@ -37,12 +37,7 @@ class Config:
 
 def beside(deployment_paths) -> str | None:
     """``agentperm.yaml`` inside the first path when it is a directory, beside it when a file."""
-    paths = list(deployment_paths)
-    if not paths:
-        return None
-    first = paths[0]
-    folder = first if os.path.isdir(first) else os.path.dirname(first)
-    return os.path.join(folder, CONFIG_FILE)
+    return beside_deployment(deployment_paths, CONFIG_FILE)
 
 
 def nearest_pyproject(start: str) -> str | None:

@@ -23,6 +23,17 @@ MAP_SECTIONS = ("tenants", "people", "tools", "roles", "agents", "credentials", 
 SINGLE_SECTIONS = ("policy", "audit")
 SUPPRESSIONS_FILE = "agentperm-suppressions.yaml"  # analyzer.suppressions.DEFAULT_FILE
 CONFIG_FILE = "agentperm.yaml"  # analyzer.config: defaults of the command line, not part of the deployment
+
+
+def beside_deployment(deployment_paths, file_name: str) -> str | None:
+    """``file_name`` inside the first deployment path when it is a directory, beside it when a file
+    (where the suppressions and the config file are looked for); None without paths."""
+    paths = list(deployment_paths)
+    if not paths:
+        return None
+    first = paths[0]
+    folder = first if os.path.isdir(first) else os.path.dirname(first)
+    return os.path.join(folder, file_name) if folder else file_name
 SECTION_KIND = {"tenants": "tenant", "people": "person", "tools": "tool", "roles": "role", "agents": "agent",
                 "credentials": "credential", "gates": "gate", "workflows": "workflow"}
 

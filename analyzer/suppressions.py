@@ -26,7 +26,7 @@ from dataclasses import replace
 from analyzer import spec
 from analyzer.errors import Diagnostic, InputError, Loc
 from analyzer.findings import Finding, Suppression
-from analyzer.loader import SUPPRESSIONS_FILE, display_name
+from analyzer.loader import SUPPRESSIONS_FILE, beside_deployment, display_name
 from analyzer.yamlsrc import YamlError, read_yaml_file
 
 #: The file looked for beside (or inside) the first deployment path; the loader skips it.
@@ -45,12 +45,7 @@ ENTRY = spec.Record({
 
 def default_path(deployment_paths) -> str | None:
     """``agentperm-suppressions.yaml`` inside the first path when it is a directory, beside it when a file."""
-    paths = list(deployment_paths)
-    if not paths:
-        return None
-    first = paths[0]
-    folder = first if os.path.isdir(first) else os.path.dirname(first)
-    return os.path.join(folder, DEFAULT_FILE) if folder else DEFAULT_FILE
+    return beside_deployment(deployment_paths, DEFAULT_FILE)
 
 
 def parse_date(text: str) -> dt.date | None:
