@@ -12,22 +12,16 @@ _SINCE = click.option("--since", default=None, help="Only lines at or after this
 
 
 def _read(paths, audit_logs, since):
-    """(deployment, log, rules) or a clean exit 2 with file:line:column."""
+    """(deployment, log, rules); an InputError goes up to the CLI group, which lists it and exits 2."""
     from analyzer import auditlog
     from analyzer.cli_common import load_paths
-    from analyzer.errors import InputError
     from analyzer.rules import load_rules
 
     try:
         moment = auditlog.parse_since(since) if since else None
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    try:
-        return load_paths(paths), auditlog.read(audit_logs, moment), load_rules()
-    except InputError as exc:
-        for diagnostic in exc.diagnostics:
-            click.echo(diagnostic.render(), err=True)
-        raise SystemExit(EXIT_INPUT) from None
+    return load_paths(paths), auditlog.read(audit_logs, moment), load_rules()
 
 
 @click.command()
@@ -59,7 +53,6 @@ def tighten(path, audit_logs, since, out_dir, timeout):
     """Write a copy of PATH keeping only the grants the logs used, and prove it removes access only."""
     from analyzer import tighten as tighten_module
     from analyzer import unused as unused_module
-    from analyzer.errors import InputError
 
     deployment, log, rules = _read((path,), audit_logs, since)
     used = unused_module.usage(deployment, log)
@@ -68,12 +61,7 @@ def tighten(path, audit_logs, since, out_dir, timeout):
         click.echo(f"error: {log.unreadable.count} line(s) of the audit log could not be read; a proposal built "
                    "without them could remove access that was used", err=True)
         raise SystemExit(EXIT_INPUT)
-    try:
-        report = tighten_module.tighten(deployment, path, log, used, out_dir, rules, timeout_ms=timeout)
-    except InputError as exc:
-        for diagnostic in exc.diagnostics:
-            click.echo(diagnostic.render(), err=True)
-        raise SystemExit(EXIT_INPUT) from None
+    report = tighten_module.tighten(deployment, path, log, used, out_dir, rules, timeout_ms=timeout)
     click.echo(report.render(), nl=False)
     raise SystemExit(EXIT_CLEAN if report.proved else EXIT_FINDINGS)
 

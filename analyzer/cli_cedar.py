@@ -54,14 +54,8 @@ def decide(path, calls, engine, fmt):
     Exit 2 if any line was malformed (answered {"error", "line"}), else 0.
     """
     from analyzer.decide import Decider, parse_request
-    from analyzer.errors import InputError
 
-    try:
-        deployment = load_paths([path])
-    except InputError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(EXIT_INPUT)
-    decider = Decider(deployment)
+    decider = Decider(load_paths([path]))  # an InputError: the CLI group lists it and exits 2
     try:
         if calls == "-":
             text = sys.stdin.read()
