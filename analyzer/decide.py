@@ -11,6 +11,7 @@ deny, a guardrail or a `high_risk_when` apply.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -60,6 +61,54 @@ class MalformedCall(ValueError):
 
 
 _REQUIRED = {"workflow": str, "chain": list, "tool": str, "operation": str, "tenant": str}
+
+
+MAX_JSON_DEPTH = 64  # a call nests 3 levels; deeper input is malformed, not a RecursionError
+
+
+def decode_body(raw: bytes) -> Any:
+    """Request bytes → a JSON value; raises MalformedCall for anything that is not strict JSON."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MalformedCall(f"the body is not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    return decode_json(text)
+
+
+def decode_json(text: str) -> Any:
+    """A request's text → a JSON value, strictly (RFC 8259: no NaN, no byte-order mark, bounded
+    nesting); raises MalformedCall. The server and ``agentperm decide`` read requests through it."""
+    if text.startswith("\ufeff"):
+        raise MalformedCall("the body starts with a byte-order mark")
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except MalformedCall:
+        raise
+    except RecursionError:
+        raise MalformedCall("the body nests too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, or an integer too long to convert
+        raise MalformedCall(f"the body is not JSON: {exc}") from None
+    if _depth(value) > MAX_JSON_DEPTH:
+        raise MalformedCall("the body nests too deeply")
+    return value
+
+
+def _reject_constant(name: str):
+    raise MalformedCall(f"the body is not JSON: {name} is not a JSON value")
+
+
+def _depth(value: Any) -> int:
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if deepest > MAX_JSON_DEPTH:
+            break
+        if isinstance(item, dict):
+            stack.extend((v, level + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, level + 1) for v in item)
+    return deepest
 
 
 def parse_request(body: Any, deployment: model.Deployment) -> Call:

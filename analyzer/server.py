@@ -27,56 +27,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from analyzer import model
-from analyzer.decide import Call, Decider, Decision, MalformedCall, parse_request
+from analyzer.decide import Call, Decider, Decision, MalformedCall, decode_body, parse_request
 
 DECIDE_PATH = "/v1/decide"
 MAX_BODY_BYTES = 1024 * 1024  # a call is a few hundred bytes; 1 MiB leaves room for long params
-MAX_JSON_DEPTH = 64  # a call nests 3 levels; deeper input is malformed, not a RecursionError
 
 log = logging.getLogger("agentperm.server")
 
 
 class BodyTooLarge(Exception):
     pass
-
-
-def decode_body(raw: bytes) -> Any:
-    """Request bytes → a JSON value; raises MalformedCall for anything that is not strict JSON."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise MalformedCall(f"the body is not UTF-8 ({exc.reason} at byte {exc.start})") from None
-    if text.startswith("\ufeff"):
-        raise MalformedCall("the body starts with a byte-order mark")
-    try:
-        value = json.loads(text, parse_constant=_reject_constant)
-    except MalformedCall:
-        raise
-    except RecursionError:
-        raise MalformedCall("the body nests too deeply") from None
-    except ValueError as exc:  # JSONDecodeError, or an integer too long to convert
-        raise MalformedCall(f"the body is not JSON: {exc}") from None
-    if _depth(value) > MAX_JSON_DEPTH:
-        raise MalformedCall("the body nests too deeply")
-    return value
-
-
-def _reject_constant(name: str):
-    raise MalformedCall(f"the body is not JSON: {name} is not a JSON value")
-
-
-def _depth(value: Any) -> int:
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        deepest = max(deepest, level)
-        if deepest > MAX_JSON_DEPTH:
-            break
-        if isinstance(item, dict):
-            stack.extend((v, level + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, level + 1) for v in item)
-    return deepest
 
 
 def decide_request(decider: Decider, body: Any) -> tuple[Call, Decision]:

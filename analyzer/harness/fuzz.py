@@ -97,7 +97,7 @@ def expect(universe: Universe, probe: Probe) -> Expected:
     """The oracle's answer to one probe."""
     lenient = probe.padding > 0  # an oversized body may be refused whatever it asks
     if probe.raw is not None:
-        from analyzer.server import decode_body
+        from analyzer.decide import decode_body
 
         raw = probe.raw
         if raw.startswith(BOM):

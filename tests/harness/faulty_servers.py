@@ -21,9 +21,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from analyzer import reach
-from analyzer.decide import Decider, MalformedCall, parse_request
+from analyzer.decide import Decider, MalformedCall, decode_body, parse_request
 from analyzer.loader import load
-from analyzer.server import decode_body
 
 AGENCY = Path(__file__).resolve().parents[2] / "fixtures" / "agency"
 

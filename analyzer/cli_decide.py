@@ -1,4 +1,4 @@
-"""Command line of concrete decisions: `agentperm decide`.
+"""Command line of concrete decisions: `agentperm decide` (the Cedar engine of issue 13 is to join it).
 
 Argument parsing, streaming and exit codes only; the decision is analyzer.decide's. Registered
 on the main group by analyzer.cli.
@@ -14,16 +14,15 @@ import click
 from analyzer.cli_common import EXIT_CLEAN, EXIT_INPUT, load_paths
 
 
-def _answers(decider, parse, lines):
-    """(answer, malformed) for each non-blank line, in order; a line that is not a call is an error answer."""
-    decide = decider.decide
-    deployment = decider.d
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
+def _answers(decider, lines):
+    """(answer, malformed) for each (line number, text) in order; a line that is not a call is an error answer."""
+    from analyzer.decide import MalformedCall, decode_json, parse_request
+
+    decide, deployment = decider.decide, decider.d
+    for number, line in lines:
         try:
-            call = parse(json.loads(line), deployment)
-        except (ValueError, RecursionError) as exc:  # JSONDecodeError and MalformedCall are ValueErrors
+            call = parse_request(decode_json(line), deployment)  # strict JSON, exactly as the server reads it
+        except MalformedCall as exc:
             yield {"error": str(exc), "line": number}, True
             continue
         decision = decide(call)
@@ -31,14 +30,17 @@ def _answers(decider, parse, lines):
 
 
 def _calls(text: str):
-    """A file of one JSON call (possibly over several lines), or JSON lines of many."""
+    """(line number, text) of each call: a file of one JSON object over several lines is one call
+    (at line 1), anything else is JSON lines, blank lines skipped."""
     stripped = text.strip()
     if stripped.startswith("{") and "\n" in stripped:
         try:
-            return [json.dumps(json.loads(stripped))]
+            json.loads(stripped)
         except ValueError:
-            pass  # JSON lines, answered line by line
-    return text.splitlines()
+            pass  # not one object: JSON lines, answered line by line
+        else:
+            return [(1, stripped)]
+    return [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
 
 
 @click.command()
@@ -53,7 +55,7 @@ def decide(path, calls, engine, fmt):
     CALLS is a JSON file of one call or JSON lines of many; `-` or absent reads standard input.
     Exit 2 if any line was malformed (answered {"error", "line"}), else 0.
     """
-    from analyzer.decide import Decider, parse_request
+    from analyzer.decide import Decider
 
     decider = Decider(load_paths([path]))  # an InputError: the CLI group lists it and exits 2
     try:
@@ -67,7 +69,7 @@ def decide(path, calls, engine, fmt):
         sys.exit(EXIT_INPUT)
     out, malformed = [], False
     dumps = json.dumps
-    for answer, bad in _answers(decider, parse_request, _calls(text)):
+    for answer, bad in _answers(decider, _calls(text)):
         malformed |= bad
         if fmt == "json":
             out.append(dumps(answer, sort_keys=True))

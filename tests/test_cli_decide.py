@@ -7,6 +7,7 @@ import json
 import pathlib
 
 from click.testing import CliRunner
+from conftest import invoke_cli
 
 from analyzer.cli import main
 from analyzer.decide import Decider, parse_request
@@ -77,3 +78,19 @@ def test_text_format_and_bad_input_paths(tmp_path):
     broken = tmp_path / "broken.yaml"
     broken.write_text("format: agentperm/v1\nnot_a_section: {}\n", encoding="utf-8")
     assert _run([str(broken)], call).exit_code == 2
+
+
+def test_lines_are_read_as_strictly_as_the_server_reads_them(tmp_path):
+    """NaN, a byte-order mark or nesting past the bound are malformed here as at /v1/decide."""
+    good = ('{"workflow": "acme-lead-followup", "chain": ["sales-agent"], "tool": "crm", '
+            '"operation": "read_contacts", "tenant": "acme"}')
+    lines = [good, good.replace('"tenant": "acme"', '"tenant": "acme", "params": {"x": NaN}'), "\ufeff" + good,
+             "[" * 100 + "]" * 100]
+    calls = tmp_path / "calls.jsonl"
+    calls.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    code, out, _err = invoke_cli("decide", str(AGENCY), str(calls))
+    answers = [json.loads(line) for line in out.splitlines()]
+    assert code == 2 and "allow" in answers[0]
+    assert [a.get("line") for a in answers[1:]] == [2, 3, 4]
+    assert "NaN" in answers[1]["error"] and "byte-order mark" in answers[2]["error"]
+    assert "nests too deeply" in answers[3]["error"]
