@@ -80,9 +80,8 @@ def import_group():
 @click.option("--timeout", type=float, default=TIMEOUT_S, show_default=True, help="Seconds for a live server.")
 def import_mcp(source, tool_id, output, timeout):
     """SOURCE: a tools/list JSON file, stdio:COMMAND ARGS..., or http://127.0.0.1:PORT/mcp."""
-    import yaml
-
     from analyzer.mcp_import import ID_RE, McpImportError, map_tools, merge, render, tools_of_json
+    from analyzer.yamlsrc import YamlError, read_yaml_file
 
     try:
         if not ID_RE.fullmatch(tool_id):
@@ -100,9 +99,9 @@ def import_mcp(source, tool_id, output, timeout):
         existing = None
         if output and os.path.exists(output):
             try:
-                with open(output, encoding="utf-8") as handle:
-                    old = yaml.safe_load(handle)
-                existing = old["tools"][tool_id]["operations"]
+                existing = read_yaml_file(output).data["tools"][tool_id]["operations"]
+            except YamlError as error:
+                raise McpImportError(f"cannot merge into {output}: {error}") from None
             except Exception as error:  # noqa: BLE001 - any unreadable file is an input error
                 raise McpImportError(f"{output}: cannot merge into it: {type(error).__name__}: {error}") from None
             mapped, added, removed = merge(mapped, existing)

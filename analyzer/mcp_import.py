@@ -14,7 +14,9 @@ import re
 
 import yaml
 
-ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+from analyzer import spec
+
+ID_RE = spec.ID_RE
 _DEFAULTS = {"readOnlyHint": False, "destructiveHint": True, "openWorldHint": True}  # MCP spec
 _SIMPLE = {"integer": "int", "string": "string", "boolean": "bool"}
 
@@ -119,7 +121,7 @@ def map_tools(tools: list) -> dict[str, dict]:
             op["description"] = desc
         comments = [f"MCP tool {json.dumps(tool['name'])}", note]
         if optional:
-            comments.append("optional in MCP, modelled as params (a call may omit them): " + ", ".join(optional))
+            comments.append("optional in MCP, modelled as params (a call that omits one is denied): " + ", ".join(optional))
         if skipped:
             comments.append("not modelled, a grant cannot constrain: " + ", ".join(skipped))
         out[ident] = {"op": op, "comments": comments, "name": tool["name"]}

@@ -159,3 +159,13 @@ def test_live_streamable_http_import_equals_file_import():
 def test_http_source_off_loopback_is_refused():
     result = _run("import", "mcp", "http://example.com/mcp", "--tool", "t", "--timeout", "5")
     assert result.exit_code == 2 and "loopback" in result.output
+
+
+def test_merge_into_a_broken_file_names_its_position(tmp_path):
+    """The existing file is read as the loader reads YAML: a syntax error is exit 2 at line:column."""
+    out = tmp_path / "github.yaml"
+    out.write_text("format: agentperm/v1\ntools:\n  github: [\n", encoding="utf-8")
+    result = _run("import", "mcp", str(FIX / "github_tools.json"), "--tool", "github", "--output", str(out))
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"cannot merge into {out}" in result.stderr and f"{out}:4:" in result.stderr
+    assert out.read_text("utf-8").endswith("[\n")  # left as it was
