@@ -144,10 +144,11 @@ def _read_one(handle, name: str, since: str | None, log: Log) -> None:
             approval = entry.get("approval_counted")
             fields = entry.get("fields") or ()
             grant = entry.get("grant")
-            key = LoggedCall(outcome, entry["workflow"], tuple(entry["who"]), tool, operation, entry["tenant"],
+            who = entry["who"]
+            key = LoggedCall(outcome, entry["workflow"], tuple(who), tool, operation, entry["tenant"],
                              approval, tuple(fields), grant)
-            hash(key)
-            if not (isinstance(key.workflow, str) and isinstance(key.tenant, str) and operation
+            # a string is iterable too: "who": "agent" must not become a chain of letters
+            if not (isinstance(who, list) and isinstance(fields, (list, tuple)) and isinstance(key.workflow, str) and isinstance(key.tenant, str) and operation
                     and all(isinstance(a, str) for a in key.chain) and all(isinstance(f, str) for f in key.fields)
                     and isinstance(approval, (str, type(None))) and isinstance(grant, (str, type(None)))):
                 bad(name, number, "a field has the wrong type")

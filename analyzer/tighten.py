@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from analyzer import auditlog, model
 from analyzer.decide import Call, Decider
 from analyzer.errors import Diagnostic, InputError, Loc
+from analyzer.unused import grant_of_label
 
 
 @dataclass
@@ -130,22 +131,22 @@ def _value_span(text: str, starts: list[int], key_loc: Loc) -> tuple[int, int]:
 
 
 def edits(d: model.Deployment, kept) -> tuple[dict[str, list[tuple[int, int, str]]], dict[str, str], Report]:
-    texts: dict[str, str] = {}
+    texts: dict[str, tuple[str, list[int]]] = {}
     changes: dict[str, list[tuple[int, int, str]]] = {}
     report = Report()
 
     def text_of(file: str) -> tuple[str, list[int]]:
-        if file not in texts:
+        if file not in texts:  # read and index each file once, not once per grant
             with open(file, encoding="utf-8", newline="") as handle:
-                texts[file] = handle.read()
-        return texts[file], _offsets(texts[file])
+                text = handle.read()
+            texts[file] = (text, _offsets(text))
+        return texts[file]
 
     for role in d.roles.values():
         keep = {g.index: ops for g, ops in kept[role.id]}
         for grant in role.grants:
             text, starts = text_of(grant.loc.file)
-            ops_text = ", ".join(model.STAR if o == model.STAR else o for o in sorted(
-                {op.id for _t, op in d.operations_of(grant)}))
+            ops_text = ", ".join(sorted({op.id for _t, op in d.operations_of(grant)}))
             if grant.index not in keep:
                 begin, end = _cut_item(text, starts, grant.loc)
                 changes.setdefault(grant.loc.file, []).append((begin, end, ""))
@@ -160,7 +161,7 @@ def edits(d: model.Deployment, kept) -> tuple[dict[str, list[tuple[int, int, str
             key = role.locs["grants"]
             at = text.index(":", starts[key.line - 1] + key.column - 1) + 1
             changes.setdefault(role.loc.file, []).append((at, at, " []"))
-    return changes, texts, report
+    return changes, {file: text for file, (text, _starts) in texts.items()}, report
 
 
 def _apply(text: str, spans: list[tuple[int, int, str]]) -> str:
@@ -247,8 +248,6 @@ def _prove(old, new, kept, log, rules, timeout_ms, report: Report) -> None:
     # 3. replay every allowed call
     old_decider, new_decider = Decider(old), Decider(new)
     new_index = {(role_id, g.index): i for role_id, grants in kept.items() for i, (g, _ops) in enumerate(grants)}
-    from analyzer.unused import _grant_of_label
-
     for call in sorted(log.allowed(), key=lambda c: log.first_line[c]):
         if auditlog.unknown_ids(call, old) is not None:
             continue
@@ -262,7 +261,7 @@ def _prove(old, new, kept, log, rules, timeout_ms, report: Report) -> None:
                 report.failures.append(f"{file}:{line}: the proposal refuses a logged call: {after.reason}")
             continue
         agent = old.agents[call.chain[-1]]
-        grant = _grant_of_label(call.grant, old, call, agent)
+        grant = grant_of_label(call.grant, old, call, agent)
         candidates = [grant] if grant is not None else [
             g for r in agent.roles if r in old.roles for g in old.roles[r].grants if g.matches(call.tool, call.operation)]
         if not candidates:
@@ -277,8 +276,7 @@ def _prove(old, new, kept, log, rules, timeout_ms, report: Report) -> None:
                 file, line = log.first_line[call]
                 report.failures.append(f"{file}:{line}: {g.label}, which allowed a logged call, does not survive")
     # 4. check has no new finding
-    checking = {k: r for k, r in rules.items()}
-    before = {(f.rule, f.subjects) for f in analyze(old, checking).active()}
-    for f in analyze(new, checking).active():
+    before = {(f.rule, f.subjects) for f in analyze(old, rules).active()}
+    for f in analyze(new, rules).active():
         if (f.rule, f.subjects) not in before:
             report.failures.append(f"check finds something new: {f.rule} {', '.join(f.subjects)}: {f.message}")

@@ -31,7 +31,8 @@ class Usage:
     assumed: int = 0  # distinct calls counted against every grant that could have allowed them
 
 
-def _grant_of_label(label: str | None, d: model.Deployment, call: auditlog.LoggedCall, agent: model.Agent):
+def grant_of_label(label: str | None, d: model.Deployment, call: auditlog.LoggedCall, agent: model.Agent):
+    """The grant a log line's ``ROLE grant #N`` label names, if it is one of ``agent``'s and matches the call."""
     if not label:
         return None
     role, sep, number = label.rpartition(" grant #")
@@ -58,7 +59,7 @@ def usage(d: model.Deployment, log: auditlog.Log) -> Usage:
         used.workflows.add(call.workflow)
         used.agents.update(call.chain)
         agent = d.agents[call.chain[-1]]
-        grant = _grant_of_label(call.grant, d, call, agent)
+        grant = grant_of_label(call.grant, d, call, agent)
         credential = None
         if grant is None:
             decision = decider.decide(Call(call.workflow, call.chain, call.tool, call.operation, call.tenant,

@@ -66,12 +66,15 @@ def test_bad_lines_and_unknown_ids_are_counted_with_their_line_numbers(tmp_path)
     good = (AUDIT / "week.jsonl").read_text(encoding="utf-8").splitlines()[1]
     unknown = json.loads(good) | {"workflow": "no-such-workflow"}
     log.write_text("\n".join([good, "{not json", json.dumps({"outcome": "allow"}), json.dumps(unknown),
-                              '{"outcome": "allow", "who": 3, "what": "a.b", "tenant": "x", "workflow": "w"}']) + "\n",
+                              '{"outcome": "allow", "who": 3, "what": "a.b", "tenant": "x", "workflow": "w"}',
+                              json.dumps(json.loads(good) | {"who": json.loads(good)["who"][0]}),
+                              json.dumps(json.loads(good) | {"fields": "email"})]) + "\n",
                    encoding="utf-8")
     code, _out, err = invoke_cli("unused", "fixtures/agency", "--audit-log", str(log))
     assert code == 1
-    assert "3 unreadable line(s)" in err
+    assert "5 unreadable line(s)" in err  # "who" and "fields" as strings are not lists of letters
     assert f"{log}:2: not JSON" in err and f"{log}:3: missing 'what'" in err and f"{log}:5:" in err
+    assert f"{log}:6: a field has the wrong type" in err and f"{log}:7: a field has the wrong type" in err
     assert "1 line(s) naming ids the deployment lacks" in err and f"{log}:4: unknown workflow" in err
 
 
