@@ -45,6 +45,10 @@ def test_the_hook_entry_runs_as_pre_commit_would(tmp_path, fixture, expected):
     command = shlex.split(hook["entry"]) + list(hook.get("args", []))
     done = subprocess.run(command, cwd=repo, env=_env(), capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == expected, done.stdout + done.stderr
+    # it checked the copy as one deployment (the root), with positions relative to it
+    verdict = "PROVED" if expected == 0 else "VIOLATED"
+    assert f"invariant no-ungated-high-risk: {verdict}" in done.stdout
+    assert "invariants: 2 proved" in done.stdout if expected == 0 else "\nroles.yaml:" in done.stdout
 
 
 # ---- the GitHub Action -----------------------------------------------------------------------------

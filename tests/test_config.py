@@ -47,7 +47,8 @@ def test_agentperm_yaml_sets_defaults_and_flags_win(deployment, tmp_path):
 
 def test_agentperm_yaml_is_not_part_of_the_deployment(deployment):
     (deployment / "agentperm.yaml").write_text("fail_on: high\n", encoding="utf-8")
-    assert "fail_on" not in str(load([str(deployment)]).roles)  # loads: the settings file is skipped
+    loaded = load([str(deployment)])  # loads: the settings file, not a deployment file, is skipped
+    assert loaded.files and not [f for f in loaded.files if f.endswith("agentperm.yaml")]
     assert config.find([str(deployment)]).fail_on == "high"
 
 
