@@ -81,8 +81,14 @@ def main() -> None:
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None, metavar="N",
               help="Worker processes for the proofs of large deployments (default: the cores available, "
                    "used only past 50 million estimated cases, where splitting may pay).")
+@click.option("--witnesses", "witnesses", type=click.Choice(["summary", "all"]), default="summary",
+              show_default=True, help="all: also write every witness class of each violated invariant "
+              "(JSON lines, streamed) to --witnesses-output; the findings show a few per root cause.")
+@click.option("--witnesses-output", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Where --witnesses all writes (- for standard output, when --output is a file).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr (it is only shown on a terminal).")
-def check(paths, rule_dirs, fmt, output, fail_on, suppressions_file, today, report_file, jobs, quiet):
+def check(paths, rule_dirs, fmt, output, fail_on, suppressions_file, today, report_file, jobs, witnesses,
+          witnesses_output, quiet):
     """Check deployments (files or directories) against every rule.
 
     Defaults of --format, --fail-on, --rules and --suppressions come from agentperm.yaml beside the
@@ -93,6 +99,10 @@ def check(paths, rule_dirs, fmt, output, fail_on, suppressions_file, today, repo
     from analyzer.render.formats import render_check
     from analyzer.rules import load_rules
 
+    if (witnesses == "all") != (witnesses_output is not None):
+        raise click.UsageError("--witnesses all and --witnesses-output FILE go together")
+    if witnesses_output == "-" and output in (None, "-"):
+        raise click.UsageError("--witnesses-output - needs --output FILE: both would go to standard output")
     fmt, fail_on, rule_dirs, suppressions_file = _with_config(paths, fmt, fail_on, rule_dirs, suppressions_file)
     progress = for_cli(quiet)
     try:
@@ -108,12 +118,35 @@ def check(paths, rule_dirs, fmt, output, fail_on, suppressions_file, today, repo
         with progress.stage("report"):
             rendered = render_check(result, fmt, rules, fail_on)
         _write(rendered, output)
+        if witnesses_output is not None:
+            with progress.stage("witness classes"):
+                _write_classes(result, witnesses_output)
         if report_file:
             with progress.stage("report (HTML)"):
                 _write_report(report_file, result, graph, rules, today, fail_on)
     finally:
         progress.close()
     sys.exit(result.exit_code(fail_on))
+
+
+def _write_classes(result, path: str) -> None:
+    """Every witness class of each violated invariant, one JSON object per line, written as it goes."""
+    import json
+
+    handle = sys.stdout if path == "-" else None
+    try:
+        if handle is None:
+            handle = open(path, "w", encoding="utf-8", newline="\n")  # noqa: SIM115 - closed below
+        for inv in result.invariants:
+            handle.writelines(json.dumps({"invariant": inv.id, **record}, sort_keys=True, ensure_ascii=False) + "\n"
+                              for record in inv.classes)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {path}: {exc}") from None
+    finally:
+        if handle is not None and handle is not sys.stdout:
+            handle.close()
+    if path != "-":
+        click.echo(f"agentperm: witness classes written to {path}", err=True)
 
 
 def _with_config(paths, fmt, fail_on, rule_dirs, suppressions_file):

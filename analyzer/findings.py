@@ -43,6 +43,9 @@ class Finding:
     path: tuple[Step, ...] = ()
     witness: Any = field(default=None, compare=False, hash=False)
     suppressed: Suppression | None = None
+    #: for a finding that stands for many affected calls: {"subject", "remediation", "classes",
+    #: "affected": {kind: sorted ids}, "examples": [witness], "omitted"} (see analyzer.rootcause)
+    root_cause: Any = field(default=None, compare=False, hash=False)
 
     def sort_key(self):
         return (-SEVERITY_RANK[self.severity], self.rule, self.location, self.subjects, self.message)
@@ -58,6 +61,8 @@ class Finding:
             "witness": self.witness,
             "suppressed": None,
         }
+        if self.root_cause is not None:
+            data["root_cause"] = self.root_cause
         if self.suppressed is not None:
             data["suppressed"] = {"justification": self.suppressed.justification,
                                   "expires": self.suppressed.expires}
@@ -70,11 +75,16 @@ class InvariantResult:
 
     id: str
     status: str  # proved | violated | unknown
-    witnesses: tuple[dict, ...] = ()
+    witnesses: tuple[dict, ...] = ()  # the representatives of its root causes, each replayed, with a path
     reason: str | None = None
+    #: every witness class, sorted: {"class", "causes", "call"} (the solver's call, not replayed)
+    classes: tuple[dict, ...] = field(default=(), compare=False)
 
     def to_json(self) -> dict:
-        return {"id": self.id, "status": self.status, "witnesses": list(self.witnesses), "reason": self.reason}
+        data = {"id": self.id, "status": self.status, "witnesses": list(self.witnesses), "reason": self.reason}
+        if self.status == "violated":
+            data["witness_classes"] = len(self.classes)
+        return data
 
 
 @dataclass(frozen=True)

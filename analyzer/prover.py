@@ -12,11 +12,11 @@ function before it is reported; one that does not replay is an internal error.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
-from analyzer import conditions, model, reach, risk, smt
+from analyzer import conditions, model, reach, risk, rootcause, smt
 from analyzer.cases import (  # noqa: F401 - re-exported: the prover's callers name them here
     EVERY,
     Case,
@@ -92,8 +92,9 @@ class Event:
 
     key: tuple  # the witness class (agent, tool, operation, tenant)
     unknowns: tuple[str, ...] = ()
-    witness: dict | None = None
+    witness: dict | None = None  # a seed: the solver's call for the class (see Prover.events), not yet replayed
     error: str | None = None
+    cause: tuple = ()  # the root cause: ("grant", role, index), ("credential", id) or ("tool", id)
 
 
 @dataclass
@@ -106,16 +107,16 @@ class Merged:
 def merge_events(events) -> Merged:
     """Events of consecutive shares of the cases, in case order, as one serial pass would have
     seen them: a case whose class already has a witness is skipped; the first error ends it."""
-    witnesses: dict[tuple, dict] = {}
+    witnesses: dict[tuple, dict] = {}  # (class, cause) → seed
     unknowns: list[str] = []
     for event in events:
-        if event.key in witnesses:
+        if (event.key, event.cause) in witnesses:
             continue
         if event.error is not None:
             return Merged(witnesses, unknowns, event.error)
         unknowns.extend(event.unknowns)
         if event.witness is not None:
-            witnesses[event.key] = event.witness
+            witnesses[(event.key, event.cause)] = event.witness
     return Merged(witnesses, unknowns)
 
 
@@ -266,67 +267,112 @@ class Prover:
             if goal == "ungated" and not t.ungated_relevant(case.operation, case.grants):
                 continue  # every gate it would try answers unsat (see Interest)
             key = (case.agent, case.tool.id, case.operation.id, case.tenant)
-            if key in witnessed:
-                continue
-            unknowns: list[str] = []
-            witness = None
-            try:
-                for gate in self._gates(case, goal, never):
-                    question = Question(case, gate, goal, never)
-                    answer = self.ask(question)
-                    if answer.status == "unknown":
-                        unknowns.append(f"{case.workflow.id}/{case.agent}/{case.operation.qualified}/{case.tenant}: "
-                                        f"{answer.reason}")
-                        continue
-                    if answer.status == "sat":
-                        witness = self.witness(question, answer)
-                        break
-            except ReplayError as exc:
-                found.append(Event(key, tuple(unknowns), None, f"internal error: {exc}"))
-                if stop_on_error:
-                    break
-                continue
-            except smt.Unsupported as exc:
-                found.append(Event(key, tuple(unknowns), None, exc.reason))
-                if stop_on_error:
-                    break
-                continue
-            except Exception as exc:  # noqa: BLE001 - fail closed: never a pass
-                found.append(Event(key, tuple(unknowns), None,
-                                   f"internal error in the prover: {type(exc).__name__}: {exc}"))
-                if stop_on_error:
-                    break
-                continue
-            if witness is not None:
-                witnessed.add(key)
-            if witness is not None or unknowns:
-                found.append(Event(key, tuple(unknowns), witness))
+            if goal == "cross-tenant":  # one question over every grant; the cause is what reaches the tenant
+                parts = [(self.tenant_causes(case), case)]
+            else:  # one question per grant: each grant that lets a violating call through is a cause of it
+                parts = [((("grant", g.owner, g.index),), replace(case, grants=(g,))) for g in case.grants]
+            for causes, part in parts:
+                if all((key, c) in witnessed for c in causes):
+                    continue
+                unknowns: list[str] = []
+                seed = None
+                try:
+                    for gate in self._gates(part, goal, never):
+                        question = Question(part, gate, goal, never)
+                        answer = self.ask(question)
+                        if answer.status == "unknown":
+                            via = f" ({part.grants[0].label})" if goal != "cross-tenant" else ""
+                            unknowns.append(f"{case.workflow.id}/{case.agent}/{case.operation.qualified}/"
+                                            f"{case.tenant}{via}: {answer.reason}")
+                            continue
+                        if answer.status == "sat":
+                            seed = {"workflow": case.workflow.id, "chain": list(case.chain), "gate": gate,
+                                    "params": dict(answer.params), "fields": list(answer.fields),
+                                    "region": answer.region}
+                            break
+                except smt.Unsupported as exc:
+                    found.append(Event(key, tuple(unknowns), None, exc.reason, causes[0]))
+                    if stop_on_error:
+                        return found
+                    continue
+                except Exception as exc:  # noqa: BLE001 - fail closed: never a pass
+                    found.append(Event(key, tuple(unknowns), None,
+                                       f"internal error in the prover: {type(exc).__name__}: {exc}", causes[0]))
+                    if stop_on_error:
+                        return found
+                    continue
+                if seed is not None:
+                    for cause in causes:
+                        witnessed.add((key, cause))
+                        found.append(Event(key, tuple(unknowns), seed, None, cause))
+                        unknowns = []
+                elif unknowns:
+                    found.append(Event(key, tuple(unknowns), None, None, causes[0]))
         if stage is not None:
             stage.advance(done % 1024)
         return found
 
     def _conclude(self, job: _Job, events: list[Event]) -> tuple[InvariantResult, list[Finding]]:
+        """One finding per root cause, with witnesses built (replayed, with a path) only for its
+        few representatives; every witness class stays in the result, as a compact record."""
         rule = job.rule
         merged = merge_events(events)
         if merged.error is not None:
             return InvariantResult(rule.id, "unknown", reason=merged.error), []
-        witnesses, unknowns = merged.witnesses, merged.unknowns
-        ordered = [witnesses[k] for k in sorted(witnesses)]
+        seeds, unknowns = merged.witnesses, merged.unknowns
+        by_cause: dict[tuple, dict[tuple, dict]] = {}
+        for (cls, cause), seed in seeds.items():
+            by_cause.setdefault(cause, {})[cls] = seed
+        findings, examples = [], []
         try:
-            findings = [self.finding(rule, w) for w in ordered]
+            for cause in sorted(by_cause):
+                classes = by_cause[cause]
+                chosen = [self.witness_of(job, cause, cls, classes[cls]) for cls in representatives(classes)]
+                examples.extend(chosen)
+                findings.append(self.root_finding(rule, cause, classes, chosen))
         except Exception as exc:  # noqa: BLE001 - fail closed: never a pass
             return InvariantResult(rule.id, "unknown",
                                    reason=f"internal error in the prover: {type(exc).__name__}: {exc}"), []
-        if ordered:
-            reason = f"{len(ordered)} witness class(es)"
+        if seeds:
+            records = class_records(seeds, self.d)
+            reason = f"{len(records)} witness class(es), {len(by_cause)} root cause(s)"
             if unknowns:
                 reason += f"; also undecided: {unknowns[0]}" + (f" (+{len(unknowns) - 1} more)" if len(unknowns) > 1
                                                                   else "")
-            return InvariantResult(rule.id, "violated", tuple(w for w in ordered), reason), findings
+            examples.sort(key=lambda w: (tuple(w["class"].values()), w["cause"]))
+            return InvariantResult(rule.id, "violated", tuple(examples), reason, records), findings
         if unknowns:
             more = f" (+{len(unknowns) - 1} more)" if len(unknowns) > 1 else ""
             return InvariantResult(rule.id, "unknown", reason=unknowns[0] + more), []
         return InvariantResult(rule.id, "proved"), []
+
+    def tenant_causes(self, case: Case) -> tuple[tuple, ...]:
+        """What lets a call reach a tenant other than the workflow's: the tool itself when it keeps
+        one store or trusts the prompt, else each credential of the agent that reaches the tenant."""
+        tool = case.tool
+        if tool.tenancy == "shared" or tool.enforced_by == "prompt":
+            return (("tool", tool.id),)
+        found = []
+        for cred_id in self.d.agents[case.agent].credentials:
+            cred = self.d.credentials.get(cred_id)
+            if cred is not None and cred.covers(tool.id) and \
+                    case.tenant in reach.reach_of(self.d, cred, tool, case.workflow):
+                found.append(("credential", cred_id))
+        return tuple(found) or (("tool", tool.id),)
+
+    def witness_of(self, job: _Job, cause: tuple, cls: tuple, seed: dict) -> dict:
+        """The full witness (replayed through decide, with its path) of one class of a root cause."""
+        _agent, tool_id, op_id, tenant = cls
+        tool = self.d.tools[tool_id]
+        case = Case(self.d.workflows[seed["workflow"]], tuple(seed["chain"]), tool, tool.operations[op_id], tenant,
+                    (), ())
+        answer = Answer("sat", params=seed["params"], fields=tuple(seed["fields"]), region=seed["region"])
+        witness = self.witness(Question(case, seed["gate"], job.goal, job.rule.never), answer, cause)
+        witness["cause"] = rootcause.cause_subject(cause)
+        return witness
+
+    def root_finding(self, rule: Rule, cause: tuple, classes: dict[tuple, dict], examples: list[dict]) -> Finding:
+        return rootcause.finding(self.d, rule, cause, classes, examples)
 
     def _gates(self, case: Case, goal: str, never: model.Condition | None) -> list[str | None]:
         """The approvals worth trying: a grant only distinguishes none, its own gate, and others."""
@@ -604,7 +650,7 @@ class Prover:
         return True
 
     # ---- witnesses ----------------------------------------------------------------------------
-    def witness(self, question: Question, answer: Answer) -> dict:
+    def witness(self, question: Question, answer: Answer, cause: tuple = ()) -> dict:
         case = question.case
         call = Call(case.workflow.id, case.chain, case.tool.id, case.operation.id, case.tenant, answer.fields,
                     dict(answer.params), question.gate)
@@ -629,7 +675,12 @@ class Prover:
             if value is not True:
                 raise ReplayError(f"the solver's call {call.to_request(self.d)} does not satisfy "
                                   f"{question.never.source} concretely ({value!r})")
-        path = self.path(case, decision)
+        grant, credential = decision.grant, decision.credential
+        if cause and cause[0] == "grant":  # the path goes through the grant the finding is about
+            grant = self.d.roles[cause[1]].grants[cause[2]]
+        elif cause and cause[0] == "credential":
+            credential = cause[1]
+        path = self.path(case, decision, grant, credential)
         extra = {}
         if question.gate is not None and not self.d.is_real_gate(question.gate):
             extra["note"] = (f"gate {question.gate} has no person among its approvers: the policy lets its approval "
@@ -638,7 +689,7 @@ class Prover:
             **extra,
             "call": call.to_request(self.d),
             "path": [s.to_json() for s in path],
-            "location": decision.grant.loc.to_json(),
+            "location": grant.loc.to_json(),
             "class": {"agent": case.agent, "tool": case.tool.id, "operation": case.operation.id,
                       "tenant": case.tenant},
             "values": dict(answer.params),
@@ -647,16 +698,17 @@ class Prover:
             "decision": decision.reason,
         }
 
-    def path(self, case: Case, decision) -> list[Step]:
+    def path(self, case: Case, decision, grant: model.Permission | None = None,
+             credential: str | None = None) -> list[Step]:
         pg = self.pg
         wf = case.workflow
         steps = [pg.step(node("workflow", wf.id), node("agent", case.chain[0]), "runs")]
         steps += [pg.step(node("agent", a), node("agent", b), "delegates-to") for a, b in zip(case.chain, case.chain[1:])]
-        grant = decision.grant
+        grant = grant or decision.grant
         steps.append(pg.step(node("agent", case.agent), node("role", grant.owner), "has-role"))
         steps.append(pg.step(node("role", grant.owner), permission_node(grant), "grants"))
         steps.append(pg.step(permission_node(grant), node("operation", case.operation.qualified), "allows"))
-        cred = self.d.credentials[decision.credential]
+        cred = self.d.credentials[credential or decision.credential]
         steps.append(pg.step(node("agent", case.agent), node("credential", cred.id), "holds"))
         target = node("tenant", case.tenant)
         if pg.has_edge(node("credential", cred.id), target, "reaches") and case.tool.tenancy == "per-tenant" \
@@ -668,36 +720,39 @@ class Prover:
                               case.tool.loc))
         return steps
 
-    def finding(self, rule: Rule, witness: dict) -> Finding:
-        call = witness["call"]
-        chain = call["chain"]
-        agent = chain[-1]
-        via = f" (delegated: {' -> '.join(chain)})" if len(chain) > 1 else ""
-        what = f"{call['tool']}.{call['operation']}"
-        home = self.d.workflows[call["workflow"]].tenant
-        if rule.check == CROSS_TENANT:
-            message = (f"{agent} can call {what} on tenant {call['tenant']} in workflow {call['workflow']} "
-                       f"of tenant {home}{via}")
-        elif rule.check == UNGATED:
-            message = (f"{agent} can call {what} ({witness['risk']} risk) without a human's approval in workflow "
-                       f"{call['workflow']}{via}; allowed for {witness['region']}")
-        else:
-            message = (f"{agent} can call {what} on tenant {call['tenant']} in workflow {call['workflow']}{via}, "
-                       f"which the invariant forbids ({rule.never.source})")
-        subjects = [f"agent:{agent}", *(f"agent:{a}" for a in chain[:-1]), f"tool:{call['tool']}",
-                    f"tenant:{call['tenant']}", f"workflow:{call['workflow']}"]
-        loc = self.d.workflows[call["workflow"]].loc
-        grant_loc = witness["location"]
-        from analyzer.errors import Loc
-
-        return Finding(rule.id, rule.severity, message, tuple(dict.fromkeys(subjects)),
-                       Loc(grant_loc["file"], grant_loc["line"], grant_loc["column"]) if grant_loc else loc,
-                       tuple(Step(s["from"], s["to"], s["kind"], s["reason"],
-                                  Loc(**s["location"]) if s["location"] else None) for s in witness["path"]),
-                       witness)
-
 
 _MISSING = object()
+
+#: representatives per root cause: one per distinct tool/operation, at most this many
+EXAMPLES_CAP = 8
+
+
+def representatives(classes: dict[tuple, dict]) -> list[tuple]:
+    """The first class (in sorted order) of each distinct tool/operation, capped."""
+    seen, chosen = set(), []
+    for cls in sorted(classes):
+        if (cls[1], cls[2]) not in seen:
+            seen.add((cls[1], cls[2]))
+            chosen.append(cls)
+            if len(chosen) == EXAMPLES_CAP:
+                break
+    return chosen
+
+
+def class_records(seeds: dict[tuple, dict], d: model.Deployment) -> tuple[dict, ...]:
+    """Every witness class once, sorted, with the causes that allow it and the solver's call for it."""
+    records: dict[tuple, dict] = {}
+    for (cls, cause), seed in sorted(seeds.items()):
+        record = records.get(cls)
+        if record is None:
+            agent, tool, operation, tenant = cls
+            records[cls] = {"class": {"agent": agent, "tool": tool, "operation": operation, "tenant": tenant},
+                            "causes": [rootcause.cause_subject(cause)],
+                            "call": Call(seed["workflow"], tuple(seed["chain"]), tool, operation, tenant,
+                                         tuple(seed["fields"]), seed["params"], seed["gate"]).to_request(d)}
+        else:
+            record["causes"].append(rootcause.cause_subject(cause))
+    return tuple(records[k] for k in sorted(records))
 
 
 def _hashable(value):

@@ -134,8 +134,13 @@ def apply(findings, suppressions, today: dt.date, unused_severity: str | None = 
                                                    f"{gone.justification})"))
         else:
             result.append(finding)
+    fired = {f.rule for f in findings}
+    for entry in suppressions:  # written for one witness class, before findings were one per root cause
+        if entry not in used and (hint := _per_class_hint(entry, findings)) is not None:
+            used.add(entry)  # never silently: reported even when unused-suppression is disabled
+            result.append(Finding(UNUSED_RULE, unused_severity or "low", hint, (f"rule:{entry.rule}", entry.subject),
+                                  entry.loc or Loc("", 0, 0)))
     if unused_severity is not None:
-        fired = {f.rule for f in findings}
         for entry in suppressions:
             if entry in used:
                 continue
@@ -148,6 +153,25 @@ def apply(findings, suppressions, today: dt.date, unused_severity: str | None = 
                                   (f"rule:{entry.rule}", entry.subject), entry.loc or Loc("", 0, 0)))
     result.sort(key=Finding.sort_key)
     return result
+
+
+_AFFECTED_KINDS = {"agent": "agents", "tenant": "tenants", "workflow": "workflows"}
+
+
+def _per_class_hint(entry: Suppression, findings) -> str | None:
+    """For an entry naming an agent, tenant or workflow of an invariant whose findings are root
+    causes: the message that says so and names the root-cause subjects to suppress instead."""
+    kind, _, ident = entry.subject.partition(":")
+    lists = _AFFECTED_KINDS.get(kind)
+    if lists is None:
+        return None
+    causes = sorted(f.root_cause["subject"] for f in findings if f.rule == entry.rule and f.root_cause is not None
+                    and ident in f.root_cause["affected"][lists])
+    if not causes:
+        return None
+    return (f"suppression of {entry.rule} for {entry.subject} matches nothing: {entry.rule} reports one finding "
+            f"per root cause (the definition to fix), not per {kind}; {entry.subject} is affected by "
+            f"{', '.join(causes)}: suppress those subjects instead, or fix them")
 
 
 def for_check(deployment_paths, explicit: str | None = None) -> tuple[Suppression, ...]:

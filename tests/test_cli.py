@@ -24,7 +24,7 @@ RESULT_KEYS = {"format", "deployment", "invariants", "findings", "summary"}
 INVARIANT_KEYS = {"id", "status", "witnesses", "reason"}
 WITNESS_KEYS = {"call", "path", "location"}
 FINDING_KEYS = {"rule", "severity", "message", "subjects", "location", "witness", "suppressed"}
-FINDING_EXTRA_KEYS = {"path"}  # the explaining path of edges: an optional addition FORMAT allows
+FINDING_EXTRA_KEYS = {"path", "root_cause"}  # the explaining path of edges: an optional addition FORMAT allows
 CALL_KEYS = {"workflow", "chain", "tool", "operation", "tenant", "fields", "params", "approval"}
 
 
@@ -130,7 +130,8 @@ def test_json_matches_the_documented_shape(flawed_json):
 
     assert isinstance(doc["invariants"], list)
     for inv in doc["invariants"]:
-        assert set(inv) == INVARIANT_KEYS
+        # witness_classes: the count of every class when violated (the witnesses are representatives)
+        assert set(inv) == INVARIANT_KEYS | ({"witness_classes"} if inv["status"] == "violated" else set())
         assert inv["status"] in ("proved", "violated", "unknown")
         assert isinstance(inv["witnesses"], list)
         for witness in inv["witnesses"]:

@@ -110,6 +110,11 @@ def check_witnesses(deployment, result, goal: str) -> None:
         assert violates(deployment, decider, goal, call), (request, decision.risk)
         assert witness["class"] == {"agent": call.chain[-1], "tool": call.tool, "operation": call.operation,
                                     "tenant": call.tenant}
+    # every class, not only the representatives: its solver call is allowed and violates too
+    assert len(result.classes) >= len({json.dumps(w["class"], sort_keys=True) for w in result.witnesses})
+    for record in result.classes:
+        call = replayed_call(deployment, json.loads(json.dumps(record["call"])))
+        assert decider.decide(call).allow and violates(deployment, decider, goal, call), record
 
 
 @given(text=strategies.deployment_texts())
@@ -123,7 +128,9 @@ def test_proved_means_no_sampled_call_violates_and_witnesses_replay(text):
         assert result.status in ("proved", "violated"), result.reason
         if result.status == "violated":
             check_witnesses(deployment, result, goal)
-            assert len(findings) == len(result.witnesses)
+            # one finding per root cause; its representatives are the invariant's witnesses
+            assert len(findings) == len({c for record in result.classes for c in record["causes"]})
+            assert sum(len(f.root_cause["examples"]) for f in findings) == len(result.witnesses)
             continue
         for call in strategies.sampled_domain(deployment, per_case=12):
             assert not violates(deployment, decider, goal, call), \
@@ -230,8 +237,12 @@ def test_the_flawed_agency_violates_both_and_every_witness_replays(catalogue):
         result, findings = prover.prove(catalogue[goal])
         assert result.status == "violated", result.reason
         check_witnesses(deployment, result, goal)
-        classes = [tuple(w["class"].values()) for w in result.witnesses]
-        assert len(classes) == len(set(classes)) == len(findings)
+        # one finding per root cause, each with one representative per tool/operation it lets through
+        causes = {c for record in result.classes for c in record["causes"]}
+        assert len(findings) == len(causes) < len(result.classes)
+        for finding in findings:
+            examples = finding.root_cause["examples"]
+            assert len({(w["class"]["tool"], w["class"]["operation"]) for w in examples}) == len(examples)
 
 
 # ---------------------------------------------------------------------------------------------- custom rules

@@ -152,9 +152,13 @@ def test_a_flawed_deployment_shows_every_finding_with_its_evidence(reports):
         assert parse_text(finding.message) in html
     assert html.count('<td class="cross">') == 10  # every pair of tenants but umbrella → acme, initech
     assert "Witness call (replayable against a decision endpoint)" in html
-    assert '&#34;workflow&#34;: &#34;initech-lead-followup&#34;' in html  # pretty JSON, escaped
+    assert '&#34;workflow&#34;: &#34;initech-platform-ops&#34;' in html  # pretty JSON, escaped
     assert "How to fix it" in html and "Why it matters" in html
-    assert "workflow initech-lead-followup runs sales-agent" in html  # a path step with its reason
+    assert "workflow initech-platform-ops runs ops-agent" in html  # a path step with its reason
+    for finding in result.active():  # a root cause shows its edit and how much it lets through
+        if finding.root_cause is not None:
+            assert parse_text(finding.root_cause["remediation"]) in html
+            assert f"{finding.root_cause['classes']} witness class(es):" in html
 
 
 def parse_text(message: str) -> str:
@@ -551,8 +555,8 @@ def test_the_report_reads_without_javascript(reports, tmp_path):
     for expected in ("FAIL", "Executive summary", "VIOLATED", "Tenant isolation", "Findings at a glance",
                      "Why it matters", "How to fix it", "no-cross-tenant-reach"):
         assert expected.lower() in visible, expected  # on screen without a script
-    for expected in ("sales-agent can call crm.read_contacts on tenant acme in workflow initech-lead-followup",
-                     "agency-master-key is held by 4 agents", "workflow initech-lead-followup runs sales-agent"):
+    for expected in ("crm leaves tenancy to the prompt, so ops-agent, research-agent",
+                     "agency-master-key is held by 4 agents", "workflow initech-platform-ops runs ops-agent"):
         assert expected in text, expected  # in the page (inside a <details> a click opens, no script needed)
 
 

@@ -54,7 +54,7 @@ def test_parses_and_counts_match(fixture):
         failure = case.find("failure")
         assert (failure is not None) == bool(active), name
         if failure is not None:
-            lines = [line for line in failure.text.splitlines() if not line.startswith("    call: ")]
+            lines = [line for line in failure.text.splitlines() if not line.startswith(("    call: ", "    fix: "))]
             assert lines == [f"{f.location}: {f.message}" for f in active]
     assert "timestamp" not in suite.attrib
 

@@ -201,7 +201,17 @@ def _finding_view(finding: Finding, index: int) -> dict:
             "loc_key": (finding.location.file, finding.location.line, finding.location.column),
             "path": [{"reason": s.reason, "kind": s.kind, "source": s.source, "target": s.target,
                       "location": _location(s.loc)} for s in finding.path],
-            "witness": _witness_view(finding.witness), "suppressed": finding.suppressed}
+            "witness": _witness_view(finding.witness), "suppressed": finding.suppressed,
+            "cause": _cause_view(finding.root_cause)}
+
+
+def _cause_view(cause) -> dict | None:
+    """What a root-cause finding stands for: the edit, and how much it lets through (counts, capped names)."""
+    if cause is None:
+        return None
+    return {"remediation": cause["remediation"], "classes": cause["classes"],
+            "affected": [{"kind": kind, "count": len(ids), "names": ids[:12], "more": max(0, len(ids) - 12)}
+                         for kind, ids in cause["affected"].items()]}
 
 
 def _rule_view(rule_id: str, rules: dict[str, Rule]) -> dict:
@@ -402,7 +412,8 @@ def _tenant_cells(result: CheckResult, deployment: model.Deployment) -> tuple[li
         agents = sorted({deployment.workflows[w].agent for w in wfs})
         cells[(home, home)] = {"home": True, "agents": agents, "credentials": [], "tools": [], "workflows": wfs,
                                "classes": 0}
-    for witness in invariant.witnesses if invariant else ():
+    # every witness class (with the causes that allow it), or the witnesses of a result built without them
+    for witness in (invariant.classes or invariant.witnesses) if invariant else ():
         call = witness.get("call", {})
         workflow = deployment.workflows.get(call.get("workflow"))
         if workflow is None:
@@ -413,10 +424,11 @@ def _tenant_cells(result: CheckResult, deployment: model.Deployment) -> tuple[li
         cell["classes"] += 1
         agent = (call.get("chain") or ["?"])[-1]
         held = [s["to"].split(":", 1)[1] for s in witness.get("path", ()) if s.get("kind") == "holds"]
+        held += [c.split(":", 1)[1] for c in witness.get("causes", ()) if c.startswith("credential:")]
         for key, value in (("agents", agent), ("tools", call.get("tool")), ("workflows", call.get("workflow"))):
             if value and value not in cell[key]:
                 cell[key].append(value)
-        for cred in held[-1:]:
+        for cred in held:
             if cred not in cell["credentials"]:
                 cell["credentials"].append(cred)
     for cell in cells.values():
@@ -961,7 +973,7 @@ def render_report(result: CheckResult, graph: PermissionGraph, rules: dict[str, 
         "fail_on": fail_on,
         "verdict": VERDICTS.get(exit_code, "FAIL"),
         "summary": summary,
-        "invariants": [{"id": inv.id, "status": inv.status, "reason": inv.reason, "witnesses": len(inv.witnesses),
+        "invariants": [{"id": inv.id, "status": inv.status, "reason": inv.reason, "witnesses": len(inv.classes) or len(inv.witnesses),
                         "title": rules[inv.id].title if inv.id in rules else inv.id} for inv in result.invariants],
         "severity_chart": _bars(severity_bars),
         "mistake_chart": _bars(mistakes),

@@ -33,6 +33,8 @@ def _sub(parent: ET.Element, tag: str, attrs: dict | None = None, text: str | No
 
 def _finding_line(finding: Finding) -> str:
     line = f"{finding.location}: {finding.message}"
+    if finding.root_cause is not None:
+        line += f"\n    fix: {finding.root_cause['remediation']}"
     if isinstance(finding.witness, dict) and "call" in finding.witness:
         line += "\n    call: " + json.dumps(finding.witness["call"], sort_keys=True, ensure_ascii=False)
     return line

@@ -55,7 +55,7 @@ def _invariants_table(result: CheckResult) -> list[str]:
     lines = ["### Invariants", "", "| invariant | status | detail |", "|---|---|---|"]
     for inv in result.invariants:
         if inv.status == "violated":
-            detail = f"{len(inv.witnesses)} witness class(es)"
+            detail = f"{len(inv.classes) or len(inv.witnesses)} witness class(es)"
         elif inv.status == "unknown":
             reason = inv.reason or "no reason given"
             detail = reason if len(reason) <= 500 else reason[:500] + "…"
@@ -85,6 +85,12 @@ def _details(number: int, finding: Finding) -> str:
     parts = [summary, "", _message(finding), ""]
     if finding.subjects:
         parts += ["Subjects: " + ", ".join(cell(s) for s in finding.subjects), ""]
+    if finding.root_cause is not None:
+        cause = finding.root_cause
+        counts = ", ".join(f"{len(ids)} {kind}" for kind, ids in cause["affected"].items())
+        parts += [f"Fix: {cell(cause['remediation'])}", "",
+                  (f"Affected: {counts}; {cause['classes']} witness class(es), "
+                   f"{len(cause['examples'])} shown in the JSON output"), ""]
     if finding.path:
         parts.append("Path:")
         parts.append("")

@@ -24,6 +24,7 @@ SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
 INFORMATION_URI = "https://agentperm.dev/"
 SRCROOT = "%SRCROOT%"
 FINGERPRINT_KEY = "agentpermFingerprint/v1"
+MAX_RESULTS = 25_000  # GitHub code scanning's limit of results per run
 LEVEL = {"critical": "error", "high": "error", "medium": "warning", "low": "note"}
 # GitHub maps these scores to its own critical (>= 9.0) / high (>= 7.0) / medium (>= 4.0) / low bands.
 SECURITY_SEVERITY = {"critical": "9.5", "high": "8.0", "medium": "5.5", "low": "3.0"}
@@ -101,7 +102,10 @@ def fingerprints(findings) -> list[str]:
     findings that would still collide (two wildcard grants of one role) are told apart by
     their order within that group, which only a reordering of those same findings changes.
     """
-    keys = [(f.rule, tuple(sorted(f.subjects)), json.dumps(_identity(f.witness), sort_keys=True)) for f in findings]
+    # a root cause is its defining subject: agents added to a deployment leave its fingerprint alone
+    keys = [(f.rule, tuple(sorted(f.subjects)),
+             json.dumps(None if f.root_cause is not None else _identity(f.witness), sort_keys=True))
+            for f in findings]
     order = sorted(range(len(findings)), key=lambda i: (keys[i], findings[i].location, findings[i].message))
     ordinal: dict[int, int] = {}
     seen: dict[tuple, int] = {}
@@ -164,6 +168,18 @@ def _result(finding: Finding, rule_index: int, fingerprint: str, root: str) -> d
         if related:
             result["relatedLocations"] = related
         result["codeFlows"] = _code_flow(finding.path, root)
+    cause = finding.root_cause
+    if cause is not None:
+        more = [{"id": len(result.get("relatedLocations", ())) + number, **_location(
+                    Loc(r["location"]["file"], r["location"]["line"], r["location"]["column"]), root,
+                    f"affected: {r['subject']}")}
+                for number, r in enumerate(cause["related"], 1)]
+        if more:
+            result.setdefault("relatedLocations", []).extend(more)
+        result["properties"].update({
+            "rootCause": cause["subject"], "remediation": cause["remediation"], "witnessClasses": cause["classes"],
+            "affected": {kind: len(ids) for kind, ids in cause["affected"].items()},
+            "relatedLocationsOmitted": cause["related_omitted"]})
     if isinstance(finding.witness, dict) and "call" in finding.witness:
         result["properties"]["witness"] = finding.witness["call"]
         if finding.witness.get("region"):
@@ -205,14 +221,24 @@ def check_document(result: CheckResult, rules: dict, root: str = ".") -> dict:
         is_invariant = rule.is_invariant if rule is not None else rule_id in invariant_ids
         driver_rules.append(_descriptor(rule_id, rule, is_invariant))
     prints = fingerprints(result.findings)
-    results = [_result(f, index[f.rule], fp, root) for f, fp in zip(result.findings, prints, strict=True)]
+    kept = list(zip(result.findings, prints, strict=True))
+    capped = None
+    if len(kept) > MAX_RESULTS:  # GitHub refuses a run past 25,000 results: keep the most severe, say so
+        kept.sort(key=lambda pair: pair[0].sort_key())
+        capped = {"results": len(kept), "kept": MAX_RESULTS,
+                  "note": f"{len(kept) - MAX_RESULTS} lowest-severity result(s) left out; see --format json"}
+        kept = kept[:MAX_RESULTS]
+    results = [_result(f, index[f.rule], fp, root) for f, fp in kept]
     notifications = [{
         "level": "warning",
         "message": {"text": f"{inv.id}: undecided: {inv.reason or 'no reason given'}"},
         "descriptor": {"id": "undecided"},
         "associatedRule": {"id": inv.id, "index": index[inv.id]},
     } for inv in result.invariants if inv.status == "unknown"]
-    return _log(driver_rules, results, notifications)
+    log = _log(driver_rules, results, notifications)
+    if capped is not None:
+        log["runs"][0]["properties"] = {"capped": capped}
+    return log
 
 
 def render_check(result: CheckResult, rules: dict, root: str = ".") -> str:

@@ -25,6 +25,8 @@ def render_check(result: CheckResult, verbose: bool = False) -> str:
                 until = f", expires {finding.suppressed.expires}" if finding.suppressed.expires else ""
                 mark = f" [suppressed: {finding.suppressed.justification}{until}]"
             lines.append(f"{finding.location}: {finding.severity} {finding.rule}: {finding.message}{mark}")
+            if finding.root_cause is not None:
+                lines.append(f"    fix: {finding.root_cause['remediation']}")
             if verbose or finding.path:
                 for step in finding.path:
                     where = f"  ({step.loc})" if step.loc else ""
