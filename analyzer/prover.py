@@ -327,8 +327,10 @@ class Prover:
         try:
             for cause in sorted(by_cause):
                 classes = by_cause[cause]
-                chosen = [self.witness_of(job, cause, cls, classes[cls]) for cls in representatives(classes)]
-                examples.extend(chosen)
+                # every representative is replayed; only the first, which the finding prints, gets a path
+                chosen = [self.witness_of(job, cause, cls, classes[cls], with_path=not number)
+                          for number, cls in enumerate(representatives(classes))]
+                examples.append(chosen[0])
                 findings.append(self.root_finding(rule, cause, classes, chosen))
         except Exception as exc:  # noqa: BLE001 - fail closed: never a pass
             return InvariantResult(rule.id, "unknown",
@@ -360,14 +362,14 @@ class Prover:
                 found.append(("credential", cred_id))
         return tuple(found) or (("tool", tool.id),)
 
-    def witness_of(self, job: _Job, cause: tuple, cls: tuple, seed: dict) -> dict:
-        """The full witness (replayed through decide, with its path) of one class of a root cause."""
+    def witness_of(self, job: _Job, cause: tuple, cls: tuple, seed: dict, with_path: bool = True) -> dict:
+        """The witness of one class of a root cause, replayed through decide (with its path, if asked)."""
         _agent, tool_id, op_id, tenant = cls
         tool = self.d.tools[tool_id]
         case = Case(self.d.workflows[seed["workflow"]], tuple(seed["chain"]), tool, tool.operations[op_id], tenant,
                     (), ())
         answer = Answer("sat", params=seed["params"], fields=tuple(seed["fields"]), region=seed["region"])
-        witness = self.witness(Question(case, seed["gate"], job.goal, job.rule.never), answer, cause)
+        witness = self.witness(Question(case, seed["gate"], job.goal, job.rule.never), answer, cause, with_path)
         witness["cause"] = rootcause.cause_subject(cause)
         return witness
 
@@ -650,7 +652,7 @@ class Prover:
         return True
 
     # ---- witnesses ----------------------------------------------------------------------------
-    def witness(self, question: Question, answer: Answer, cause: tuple = ()) -> dict:
+    def witness(self, question: Question, answer: Answer, cause: tuple = (), with_path: bool = True) -> dict:
         case = question.case
         call = Call(case.workflow.id, case.chain, case.tool.id, case.operation.id, case.tenant, answer.fields,
                     dict(answer.params), question.gate)
@@ -680,15 +682,15 @@ class Prover:
             grant = self.d.roles[cause[1]].grants[cause[2]]
         elif cause and cause[0] == "credential":
             credential = cause[1]
-        path = self.path(case, decision, grant, credential)
         extra = {}
+        if with_path:
+            extra["path"] = [s.to_json() for s in self.path(case, decision, grant, credential)]
         if question.gate is not None and not self.d.is_real_gate(question.gate):
             extra["note"] = (f"gate {question.gate} has no person among its approvers: the policy lets its approval "
                     "through, while the decision API counts an approval by anyone but a listed person as none")
         return {
             **extra,
             "call": call.to_request(self.d),
-            "path": [s.to_json() for s in path],
             "location": grant.loc.to_json(),
             "class": {"agent": case.agent, "tool": case.tool.id, "operation": case.operation.id,
                       "tenant": case.tenant},

@@ -138,8 +138,9 @@ def finding(d: model.Deployment, rule: Rule, cause: tuple, classes: dict[tuple, 
     first = examples[0]
     related = [{"subject": f"agent:{a}", "location": d.agents[a].loc.to_json()} for a in lists["agents"]]
     related += [{"subject": f"workflow:{w}", "location": d.workflows[w].loc.to_json()} for w in lists["workflows"]]
+    # the finding's witness is the first representative (with its path); "examples" are the others
     summary = {"subject": cause_subject(cause), "remediation": remediation(d, rule, cause),
-               "classes": len(classes), "affected": lists, "examples": examples,
+               "classes": len(classes), "affected": lists, "examples": examples[1:],
                "omitted": len(classes) - len(examples),
                # the affected definitions a viewer can jump to, capped (the lists above are complete)
                "related": related[:RELATED_CAP], "related_omitted": max(0, len(related) - RELATED_CAP)}

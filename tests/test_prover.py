@@ -130,7 +130,7 @@ def test_proved_means_no_sampled_call_violates_and_witnesses_replay(text):
             check_witnesses(deployment, result, goal)
             # one finding per root cause; its representatives are the invariant's witnesses
             assert len(findings) == len({c for record in result.classes for c in record["causes"]})
-            assert sum(len(f.root_cause["examples"]) for f in findings) == len(result.witnesses)
+            assert len(findings) == len(result.witnesses)  # each cause's first representative
             continue
         for call in strategies.sampled_domain(deployment, per_case=12):
             assert not violates(deployment, decider, goal, call), \
@@ -241,8 +241,9 @@ def test_the_flawed_agency_violates_both_and_every_witness_replays(catalogue):
         causes = {c for record in result.classes for c in record["causes"]}
         assert len(findings) == len(causes) < len(result.classes)
         for finding in findings:
-            examples = finding.root_cause["examples"]
+            examples = [finding.witness, *finding.root_cause["examples"]]
             assert len({(w["class"]["tool"], w["class"]["operation"]) for w in examples}) == len(examples)
+            check_witnesses(deployment, dataclasses.replace(result, witnesses=tuple(examples)), goal)  # all replay
 
 
 # ---------------------------------------------------------------------------------------------- custom rules

@@ -82,10 +82,11 @@ def test_one_finding_per_root_cause_at_its_definition():
         assert str(finding.location) in cause["remediation"] or kind == "tool"
         assert all(ids == sorted(ids) for ids in cause["affected"].values())
         assert cause["classes"] == len(_classes_of(result, finding))
-        ops = {(w["class"]["tool"], w["class"]["operation"]) for w in cause["examples"]}
-        assert len(ops) == len(cause["examples"]) == min(len(cause["affected"]["operations"]), 8)
-        assert cause["omitted"] == cause["classes"] - len(cause["examples"])
-        assert finding.witness is cause["examples"][0]
+        shown = [finding.witness, *cause["examples"]]  # the witness (with its path), then the others
+        ops = {(w["class"]["tool"], w["class"]["operation"]) for w in shown}
+        assert len(ops) == len(shown) == min(len(cause["affected"]["operations"]), 8)
+        assert cause["omitted"] == cause["classes"] - len(shown)
+        assert finding.witness["path"] and not any("path" in w for w in cause["examples"])
 
 
 def test_fixing_a_root_cause_removes_that_finding_alone(tmp_path):

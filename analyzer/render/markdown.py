@@ -90,7 +90,7 @@ def _details(number: int, finding: Finding) -> str:
         counts = ", ".join(f"{len(ids)} {kind}" for kind, ids in cause["affected"].items())
         parts += [f"Fix: {cell(cause['remediation'])}", "",
                   (f"Affected: {counts}; {cause['classes']} witness class(es), "
-                   f"{len(cause['examples'])} shown in the JSON output"), ""]
+                   f"{cause['classes'] - cause['omitted']} shown in the JSON output"), ""]
     if finding.path:
         parts.append("Path:")
         parts.append("")
