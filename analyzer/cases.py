@@ -204,10 +204,43 @@ def tables(d: model.Deployment) -> _Tables:
     return found
 
 
+def case_groups(deployment: model.Deployment, workflows=None,
+                interest: Interest = EVERY) -> Iterator[tuple[Case, tuple[str, ...]]]:
+    """The cases of :func:`cases`, in the same order, as groups that differ only in the target
+    tenant: (the group's first case, every tenant of the group in order)."""
+    for wf_id in sorted(deployment.workflows if workflows is None else workflows):
+        yield from workflow_case_groups(deployment, deployment.workflows[wf_id], interest=interest)
+
+
+def group_cases(some_cases) -> Iterator[tuple[Case, tuple[str, ...]]]:
+    """Consecutive cases alike but for the tenant, as the groups of :func:`case_groups`."""
+    first, tenants = None, []
+    for case in some_cases:
+        if first is not None and (case.workflow is first.workflow and case.chain == first.chain
+                                  and case.tool is first.tool and case.operation is first.operation
+                                  and case.grants == first.grants and case.denies == first.denies):
+            tenants.append(case.tenant)
+            continue
+        if first is not None:
+            yield first, tuple(tenants)
+        first, tenants = case, [case.tenant]
+    if first is not None:
+        yield first, tuple(tenants)
+
+
 def workflow_cases(deployment: model.Deployment, wf: model.Workflow, agents=None,
                    interest: Interest = EVERY) -> Iterator[Case]:
     """The cases of one workflow (with ``agents``, only those whose acting agent is among them;
     with ``interest``, only those it names)."""
+    for case, tenants in workflow_case_groups(deployment, wf, agents, interest):
+        yield case
+        for tenant in tenants[1:]:
+            yield Case(case.workflow, case.chain, case.tool, case.operation, tenant, case.grants, case.denies)
+
+
+def workflow_case_groups(deployment: model.Deployment, wf: model.Workflow, agents=None,
+                         interest: Interest = EVERY) -> Iterator[tuple[Case, tuple[str, ...]]]:
+    """The cases of :func:`workflow_cases` grouped by everything but the tenant (see :func:`case_groups`)."""
     t = tables(deployment)
     home = wf.tenant
     every, foreign, ungated = interest.every, interest.foreign, interest.ungated
@@ -256,9 +289,11 @@ def workflow_cases(deployment: model.Deployment, wf: model.Workflow, agents=None
             denies = t.denies(agent, home, tool_id, op_id)
             if denies and any(d.when is None for d in denies):
                 continue
-            for tenant in tenants_of(tool):
-                if wanted_all or tenant != home:
-                    yield Case(wf, chain, tool, op, tenant, grants, denies)
+            tenants = tenants_of(tool)
+            if not wanted_all:
+                tenants = [x for x in tenants if x != home]
+            if tenants:
+                yield Case(wf, chain, tool, op, tenants[0], grants, denies), tuple(tenants)
 
 
 def estimated_cases(deployment: model.Deployment) -> int:

@@ -61,12 +61,21 @@ class Finding:
             "witness": self.witness,
             "suppressed": None,
         }
+        if self.witness is not None and "path" in self.witness and self.root_cause is not None:
+            # the witness's path is the finding's "path": written once
+            data["witness"] = {k: v for k, v in self.witness.items() if k != "path"}
         if self.root_cause is not None:
-            data["root_cause"] = self.root_cause
+            # the locations of affected definitions are SARIF's relatedLocations; the JSON has the lists
+            data["root_cause"] = {k: v for k, v in self.root_cause.items() if k not in ("related", "related_omitted")}
         if self.suppressed is not None:
             data["suppressed"] = {"justification": self.suppressed.justification,
                                   "expires": self.suppressed.expires}
         return data
+
+
+#: witnesses of an invariant written in its JSON (one per root cause, sorted; each root cause's
+#: finding carries its own, and ``check --witnesses all`` writes every class)
+WITNESSES_SHOWN = 25
 
 
 @dataclass(frozen=True)
@@ -81,9 +90,12 @@ class InvariantResult:
     classes: tuple[dict, ...] = field(default=(), compare=False)
 
     def to_json(self) -> dict:
-        data = {"id": self.id, "status": self.status, "witnesses": list(self.witnesses), "reason": self.reason}
+        shown = list(self.witnesses[:WITNESSES_SHOWN])
+        data = {"id": self.id, "status": self.status, "witnesses": shown, "reason": self.reason}
         if self.status == "violated":
             data["witness_classes"] = len(self.classes)
+            if len(self.witnesses) > len(shown):  # every root cause's finding carries its own witness
+                data["witnesses_omitted"] = len(self.witnesses) - len(shown)
         return data
 
 

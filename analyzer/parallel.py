@@ -76,6 +76,6 @@ def _work(share: list[str]):
     prover.progress = NULL  # the parent's terminal belongs to the parent
     jobs = _STATE["jobs"]
     interest = cases_module.Interest.of_goals(job.goal for job in jobs)
-    some_cases = list(cases_module.cases(prover.d, share, interest))
-    events = [prover.events(job.goal, job.rule.never, some_cases) for job in jobs]
-    return events, len(some_cases)
+    groups = list(cases_module.case_groups(prover.d, share, interest))
+    events = [prover.events(job.goal, job.rule.never, groups) for job in jobs]
+    return events, sum(len(tenants) for _, tenants in groups)

@@ -12,17 +12,19 @@ function before it is reported; one that does not replay is an internal error.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, NamedTuple
 
 from analyzer import conditions, model, reach, risk, rootcause, smt
 from analyzer.cases import (  # noqa: F401 - re-exported: the prover's callers name them here
     EVERY,
     Case,
     Interest,
+    case_groups,
     cases,
     estimated_cases,
+    group_cases,
     tables,
     workflow_cases,
     workflow_weight,
@@ -85,21 +87,22 @@ AUTO_PARALLEL_THRESHOLD = 50_000_000  # the same when `--jobs` is left at its de
 #: 41.3 s, with 3.9 GB against 6.5 GB of memory) gains from the split, so only larger ones try it
 
 
-@dataclass(frozen=True)
-class Event:
-    """One case's contribution to an invariant: unknown reasons, a witness, or an error that
-    makes the whole invariant UNKNOWN. Plain data, so that worker processes can return it."""
+class Event(NamedTuple):
+    """What one group of cases (alike but for the target tenant) contributes to an invariant:
+    unknown reasons, a witness for each of its tenants, or an error that makes the whole
+    invariant UNKNOWN. Plain data, so that worker processes can return it."""
 
-    key: tuple  # the witness class (agent, tool, operation, tenant)
+    key: tuple  # the witness classes' (agent, tool, operation); each tenant below makes one class
+    tenants: tuple[str, ...] = ()
     unknowns: tuple[str, ...] = ()
-    witness: dict | None = None  # a seed: the solver's call for the class (see Prover.events), not yet replayed
+    witness: dict | None = None  # a seed: the solver's call for the classes (see Prover.events), not yet replayed
     error: str | None = None
     cause: tuple = ()  # the root cause: ("grant", role, index), ("credential", id) or ("tool", id)
 
 
 @dataclass
 class Merged:
-    witnesses: dict[tuple, dict]
+    witnesses: dict[tuple, dict[str, dict]]  # ((agent, tool, operation), cause) → tenant → seed
     unknowns: list[str]
     error: str | None = None
 
@@ -107,16 +110,20 @@ class Merged:
 def merge_events(events) -> Merged:
     """Events of consecutive shares of the cases, in case order, as one serial pass would have
     seen them: a case whose class already has a witness is skipped; the first error ends it."""
-    witnesses: dict[tuple, dict] = {}  # (class, cause) → seed
+    witnesses: dict[tuple, dict[str, dict]] = {}
     unknowns: list[str] = []
     for event in events:
-        if (event.key, event.cause) in witnesses:
+        have = witnesses.get((event.key, event.cause))
+        new = event.tenants if have is None else [t for t in event.tenants if t not in have]
+        if not new:
             continue
         if event.error is not None:
             return Merged(witnesses, unknowns, event.error)
         unknowns.extend(event.unknowns)
         if event.witness is not None:
-            witnesses[(event.key, event.cause)] = event.witness
+            if have is None:
+                have = witnesses[(event.key, event.cause)] = {}
+            have.update(dict.fromkeys(new, event.witness))
     return Merged(witnesses, unknowns)
 
 
@@ -159,6 +166,8 @@ class Prover:
         self._statics: dict[tuple, tuple] = {}
         self._mentions_gate: dict[tuple, bool] = {}
         self._alive: dict[int, object] = {}
+        self._blind: dict[tuple, tuple] = {}
+        self._outcomes: dict[tuple, tuple] = {}
 
     @property
     def pg(self) -> PermissionGraph:
@@ -240,76 +249,176 @@ class Prover:
 
     def _prove_serial(self, jobs: list[_Job]) -> list[list[Event]]:
         if self._cases is not None:
-            some_cases = self._cases
+            groups = list(group_cases(self._cases))
         else:
-            some_cases = self._enumerate(sorted(self.d.workflows), Interest.of_goals(job.goal for job in jobs))
+            with self.progress.stage("proofs: enumerating cases", total=len(self.d.workflows)) as stage:
+                groups = list(case_groups(self.d, interest=Interest.of_goals(job.goal for job in jobs)))
+                stage.update(completed=len(self.d.workflows))
+        total = sum(len(tenants) for _, tenants in groups)
         results = []
-        with self.progress.stage(f"proofs: {len(some_cases):,} cases", total=len(some_cases) * len(jobs)) as stage:
+        with self.progress.stage(f"proofs: {total:,} cases", total=total * len(jobs)) as stage:
             for job in jobs:
-                results.append(self.events(job.goal, job.rule.never, some_cases, stop_on_error=True, stage=stage))
+                results.append(self.events(job.goal, job.rule.never, groups, stop_on_error=True, stage=stage))
         return results
 
-    def events(self, goal: str, never: model.Condition | None, some_cases, stop_on_error: bool = False,
+    def events(self, goal: str, never: model.Condition | None, groups, stop_on_error: bool = False,
                stage=None) -> list[Event]:
-        """What each case contributes to one invariant, in case order: its unknown reasons and its
-        witness (or the error it raised). A case whose witness class already has a witness from
-        an earlier case here is skipped, as the merge (:func:`merge_events`) would skip it."""
+        """What each group of cases (:func:`analyzer.cases.case_groups`) contributes to one
+        invariant, in case order: unknown reasons and witnesses (or the error it raised).
+
+        The cases of a group differ only in the target tenant. Tenants alike in everything the
+        question's conditions can see of them (nothing, or the same values of the attributes they
+        read) and on the same side of the workflow's own share one answer (the solver cache would
+        give it anyway), so it is asked once for them all. A class met again later (an agent
+        acting in several workflows) is asked again; :func:`merge_events` keeps the first answer."""
         found: list[Event] = []
-        witnessed: set[tuple] = set()
         done = 0
         t = tables(self.d)
-        for case in some_cases:
-            done += 1
-            if stage is not None and done % 1024 == 0:
-                stage.advance(1024)
-            if goal == "cross-tenant" and case.tenant == case.workflow.tenant:
-                continue
-            if goal == "ungated" and not t.ungated_relevant(case.operation, case.grants):
+        cross = goal == "cross-tenant"
+        unreal = t.unreal
+        for case, tenants in groups:
+            done += len(tenants)
+            if stage is not None and done >= 1024:
+                stage.advance(done)
+                done = 0
+            home = case.workflow.tenant
+            if cross:
+                if home in tenants:
+                    tenants = tuple(x for x in tenants if x != home)
+                    if not tenants:
+                        continue
+            elif goal == "ungated" and not t.may_need_approval(case.operation):
                 continue  # every gate it would try answers unsat (see Interest)
-            key = (case.agent, case.tool.id, case.operation.id, case.tenant)
-            if goal == "cross-tenant":  # one question over every grant; the cause is what reaches the tenant
-                parts = [(self.tenant_causes(case), case)]
+            key = (case.agent, case.tool.id, case.operation.id)
+            if cross:  # one question over every grant; the cause is what reaches each tenant
+                parts = [(case, self.tenant_causes_of(case, tenants))]
             else:  # one question per grant: each grant that lets a violating call through is a cause of it
-                parts = [((("grant", g.owner, g.index),), replace(case, grants=(g,))) for g in case.grants]
-            for causes, part in parts:
-                if all((key, c) in witnessed for c in causes):
-                    continue
-                unknowns: list[str] = []
-                seed = None
-                try:
-                    for gate in self._gates(part, goal, never):
-                        question = Question(part, gate, goal, never)
-                        answer = self.ask(question)
-                        if answer.status == "unknown":
-                            via = f" ({part.grants[0].label})" if goal != "cross-tenant" else ""
-                            unknowns.append(f"{case.workflow.id}/{case.agent}/{case.operation.qualified}/"
-                                            f"{case.tenant}{via}: {answer.reason}")
-                            continue
-                        if answer.status == "sat":
-                            seed = {"workflow": case.workflow.id, "chain": list(case.chain), "gate": gate,
-                                    "params": dict(answer.params), "fields": list(answer.fields),
-                                    "region": answer.region}
-                            break
-                except smt.Unsupported as exc:
-                    found.append(Event(key, tuple(unknowns), None, exc.reason, causes[0]))
-                    if stop_on_error:
+                grants = case.grants
+                if goal == "ungated":  # a grant behind a real gate lets no call through without its approval
+                    grants = [g for g in grants if g.approval is None or g.approval in unreal]
+                    if not grants:
+                        continue
+                if len(tenants) == 1:
+                    grants = self._remembered(goal, never, key, case, tenants, grants, found)
+                parts = [(Case(case.workflow, case.chain, case.tool, case.operation, case.tenant, (g,), case.denies),
+                          [(("grant", g.owner, g.index), tenants)]) for g in grants]
+            for part, caused in parts:
+                view, free = self._blindness(part, never)
+                if len(tenants) == 1:
+                    subgroups = [tenants]
+                elif view == ():
+                    foreign = tuple(x for x in tenants if x != home)
+                    subgroups = [foreign] if len(foreign) == len(tenants) else [(home,), foreign] if foreign else [(home,)]
+                elif view is None:
+                    subgroups = [(x,) for x in tenants]
+                else:  # tenants alike in what the conditions see of them share an answer
+                    alike: dict[tuple, list] = {}
+                    attributes = self.d.tenants
+                    for x in tenants:
+                        seen = attributes[x].attributes
+                        alike.setdefault((x == home, *(_hashable(seen.get(n, _MISSING)) for n in view)), []).append(x)
+                    subgroups = [tuple(xs) for xs in alike.values()]
+                for sub in subgroups:
+                    one = part if part.tenant == sub[0] else Case(part.workflow, part.chain, part.tool,
+                                                                   part.operation, sub[0], part.grants, part.denies)
+                    if self._one(goal, never, key, one, sub, caused, found, free) and stop_on_error:
                         return found
-                    continue
-                except Exception as exc:  # noqa: BLE001 - fail closed: never a pass
-                    found.append(Event(key, tuple(unknowns), None,
-                                       f"internal error in the prover: {type(exc).__name__}: {exc}", causes[0]))
-                    if stop_on_error:
-                        return found
-                    continue
-                if seed is not None:
-                    for cause in causes:
-                        witnessed.add((key, cause))
-                        found.append(Event(key, tuple(unknowns), seed, None, cause))
-                        unknowns = []
-                elif unknowns:
-                    found.append(Event(key, tuple(unknowns), None, None, causes[0]))
-        if stage is not None:
-            stage.advance(done % 1024)
+        if stage is not None and done:
+            stage.advance(done)
+        return found
+
+    def _remembered(self, goal, never, key, case: Case, tenants: tuple, grants: list, found: list) -> list:
+        """The events of the grants whose question :meth:`_one` already answered for a case alike
+        (conditions that see neither the call nor the tenant, the same side of the workflow's
+        tenant): appended without building the case again. The grants left to ask are returned."""
+        side = tenants[0] == case.workflow.tenant
+        tail = (None, *map(id, case.denies))
+        head = (id(never), id(case.operation))
+        seeds: dict[int, dict] = {}
+        left = []
+        for g in grants:
+            memo_key = (*head, id(g), *tail)
+            blind = self._blind.get(memo_key)
+            outcome = self._outcomes.get((goal, *memo_key, side)) if blind is not None and blind[1] else None
+            if outcome is None:
+                left.append(g)
+            elif outcome[1] is not None:
+                seed = seeds.get(id(outcome))
+                if seed is None:
+                    seed = seeds[id(outcome)] = self._seed(case, outcome)
+                found.append(Event(key, tenants, (), seed, None, ("grant", g.owner, g.index)))
+        return left
+
+    @staticmethod
+    def _seed(case: Case, outcome: tuple) -> dict:
+        gate, answer = outcome
+        return {"workflow": case.workflow.id, "chain": list(case.chain), "gate": gate,
+                "params": dict(answer.params), "fields": list(answer.fields), "region": answer.region}
+
+    def _one(self, goal, never, key, case: Case, sub: tuple, caused: list, found: list, free: bool) -> bool:
+        """Ask one case's questions for the tenants ``sub`` (which share its answer); append the
+        events. True when it ended in an error. ``free``: no condition of the case sees the call
+        or the tenant (:meth:`_blindness`)."""
+        unknowns: list[str] = []
+        # a question none of whose conditions sees the call or the tenant has one answer for every
+        # workflow, chain and tenant on the same side of the workflow's own: remembered here
+        memo_key = (goal, id(never), id(case.operation), *map(id, case.grants), None, *map(id, case.denies),
+                    case.tenant == case.workflow.tenant) if free else None  # as _remembered looks it up
+        outcome = self._outcomes.get(memo_key) if free else None
+        try:
+            if outcome is None:
+                for gate in self._gates(case, goal, never):
+                    answer = self.ask(Question(case, gate, goal, never))
+                    if answer.status == "unknown":
+                        via = f" ({case.grants[0].label})" if goal != "cross-tenant" else ""
+                        unknowns.extend(f"{case.workflow.id}/{case.agent}/{case.operation.qualified}/{x}{via}: "
+                                        f"{answer.reason}" for x in sub)
+                        continue
+                    if answer.status == "sat":
+                        outcome = (gate, answer)
+                        break
+                if free and not unknowns:
+                    self._outcomes[memo_key] = outcome or (None, None)
+        except smt.Unsupported as exc:
+            found.append(Event(key, sub, tuple(unknowns), None, exc.reason, caused[0][0]))
+            return True
+        except Exception as exc:  # noqa: BLE001 - fail closed: never a pass
+            found.append(Event(key, sub, tuple(unknowns), None,
+                               f"internal error in the prover: {type(exc).__name__}: {exc}", caused[0][0]))
+            return True
+        if outcome is not None and outcome[1] is not None:
+            seed = self._seed(case, outcome)
+            for cause, ts in caused:
+                if ts is sub or len(caused) == 1 and len(ts) == len(sub):
+                    hit = sub
+                elif len(sub) == 1:
+                    hit = sub if sub[0] in ts else ()
+                else:
+                    inside = set(ts)
+                    hit = tuple(x for x in sub if x in inside)
+                if hit:
+                    found.append(Event(key, hit, tuple(unknowns), seed, None, cause))
+                    unknowns = []
+        elif unknowns:
+            found.append(Event(key, sub, tuple(unknowns), None, None, caused[0][0]))
+        return False
+
+    def _blindness(self, case: Case, never: model.Condition | None) -> tuple[tuple[str, ...] | None, bool]:
+        """What the case's conditions see of the target tenant — () nothing, the names of the
+        attributes they read, or None when they see its id (or the whole call or tenant) — and
+        whether they see nothing of the call or the tenant at all."""
+        memo_key = (id(never), id(case.operation), *map(id, case.grants), None, *map(id, case.denies))
+        found = self._blind.get(memo_key)
+        if found is None:
+            refs = [(root, name) for cond in self.case_conditions(case, never) for root, name in self.refs(cond)]
+            if any(root == "call" and name in (None, "tenant") or root == "tenant" and name in (None, "id")
+                   for root, name in refs):
+                view = None
+            else:
+                view = tuple(sorted({name for root, name in refs if root == "tenant"}))
+            found = (view, not any(root in ("tenant", "call") for root, _ in refs))
+            self._blind[memo_key] = found
+            self._alive[id(never)] = never
         return found
 
     def _conclude(self, job: _Job, events: list[Event]) -> tuple[InvariantResult, list[Finding]]:
@@ -320,23 +429,23 @@ class Prover:
         if merged.error is not None:
             return InvariantResult(rule.id, "unknown", reason=merged.error), []
         seeds, unknowns = merged.witnesses, merged.unknowns
-        by_cause: dict[tuple, dict[tuple, dict]] = {}
-        for (cls, cause), seed in seeds.items():
-            by_cause.setdefault(cause, {})[cls] = seed
+        by_cause: dict[tuple, dict[tuple, dict[str, dict]]] = {}
+        for (key, cause), tenants in seeds.items():
+            by_cause.setdefault(cause, {})[key] = tenants
         findings, examples = [], []
         try:
             for cause in sorted(by_cause):
                 classes = by_cause[cause]
                 # every representative is replayed; only the first, which the finding prints, gets a path
-                chosen = [self.witness_of(job, cause, cls, classes[cls], with_path=not number)
-                          for number, cls in enumerate(representatives(classes))]
+                chosen = [self.witness_of(job, cause, cls, seed, with_path=not number)
+                          for number, (cls, seed) in enumerate(representatives(classes))]
                 examples.append(chosen[0])
                 findings.append(self.root_finding(rule, cause, classes, chosen))
         except Exception as exc:  # noqa: BLE001 - fail closed: never a pass
             return InvariantResult(rule.id, "unknown",
                                    reason=f"internal error in the prover: {type(exc).__name__}: {exc}"), []
         if seeds:
-            records = class_records(seeds, self.d)
+            records = rootcause.WitnessClasses(seeds, self.d)
             reason = f"{len(records)} witness class(es), {len(by_cause)} root cause(s)"
             if unknowns:
                 reason += f"; also undecided: {unknowns[0]}" + (f" (+{len(unknowns) - 1} more)" if len(unknowns) > 1
@@ -351,16 +460,26 @@ class Prover:
     def tenant_causes(self, case: Case) -> tuple[tuple, ...]:
         """What lets a call reach a tenant other than the workflow's: the tool itself when it keeps
         one store or trusts the prompt, else each credential of the agent that reaches the tenant."""
+        return tuple(cause for cause, _ in self.tenant_causes_of(case, (case.tenant,)))
+
+    def tenant_causes_of(self, case: Case, tenants: tuple[str, ...]) -> list[tuple[tuple, tuple[str, ...]]]:
+        """:meth:`tenant_causes` of each of ``tenants`` at once: (cause, the tenants it reaches),
+        causes in the agent's order of credentials, tenants in the given order."""
         tool = case.tool
         if tool.tenancy == "shared" or tool.enforced_by == "prompt":
-            return (("tool", tool.id),)
-        found = []
+            return [(("tool", tool.id), tenants)]
+        found, left = [], set(tenants)
         for cred_id in self.d.agents[case.agent].credentials:
             cred = self.d.credentials.get(cred_id)
-            if cred is not None and cred.covers(tool.id) and \
-                    case.tenant in reach.reach_of(self.d, cred, tool, case.workflow):
-                found.append(("credential", cred_id))
-        return tuple(found) or (("tool", tool.id),)
+            if cred is None or not cred.covers(tool.id):
+                continue
+            reached = tuple(x for x in tenants if reach.reaches(self.d, cred, tool, case.workflow, x))
+            if reached:
+                found.append((("credential", cred_id), reached))
+                left.difference_update(reached)
+        if left:
+            found.append((("tool", tool.id), tuple(x for x in tenants if x in left)))
+        return found
 
     def witness_of(self, job: _Job, cause: tuple, cls: tuple, seed: dict, with_path: bool = True) -> dict:
         """The witness of one class of a root cause, replayed through decide (with its path, if asked)."""
@@ -729,32 +848,20 @@ _MISSING = object()
 EXAMPLES_CAP = 8
 
 
-def representatives(classes: dict[tuple, dict]) -> list[tuple]:
-    """The first class (in sorted order) of each distinct tool/operation, capped."""
+def representatives(classes: dict[tuple, dict[str, dict]]) -> list[tuple[tuple, dict]]:
+    """The first class (in sorted order) of each distinct tool/operation, capped, with its seed.
+
+    ``classes`` maps (agent, tool, operation) to each tenant's seed."""
     seen, chosen = set(), []
-    for cls in sorted(classes):
-        if (cls[1], cls[2]) not in seen:
-            seen.add((cls[1], cls[2]))
-            chosen.append(cls)
+    for key in sorted(classes):
+        if (key[1], key[2]) not in seen:
+            seen.add((key[1], key[2]))
+            tenants = classes[key]
+            tenant = min(tenants)
+            chosen.append(((*key, tenant), tenants[tenant]))
             if len(chosen) == EXAMPLES_CAP:
                 break
     return chosen
-
-
-def class_records(seeds: dict[tuple, dict], d: model.Deployment) -> tuple[dict, ...]:
-    """Every witness class once, sorted, with the causes that allow it and the solver's call for it."""
-    records: dict[tuple, dict] = {}
-    for (cls, cause), seed in sorted(seeds.items()):
-        record = records.get(cls)
-        if record is None:
-            agent, tool, operation, tenant = cls
-            records[cls] = {"class": {"agent": agent, "tool": tool, "operation": operation, "tenant": tenant},
-                            "causes": [rootcause.cause_subject(cause)],
-                            "call": Call(seed["workflow"], tuple(seed["chain"]), tool, operation, tenant,
-                                         tuple(seed["fields"]), seed["params"], seed["gate"]).to_request(d)}
-        else:
-            record["causes"].append(rootcause.cause_subject(cause))
-    return tuple(records[k] for k in sorted(records))
 
 
 def _hashable(value):

@@ -35,15 +35,73 @@ def cause_subject(cause: tuple) -> str:
     return f"{cause[0]}:{cause[1]}"
 
 
-def affected(classes: dict[tuple, dict]) -> dict[str, list[str]]:
-    """Sorted lists of what a root cause's classes involve."""
+def affected(classes: dict[tuple, dict[str, dict]]) -> dict[str, list[str]]:
+    """Sorted lists of what a root cause's classes involve (``classes``: (agent, tool, operation)
+    → tenant → seed)."""
     return {
         "agents": sorted({c[0] for c in classes}),
         "tools": sorted({c[1] for c in classes}),
         "operations": sorted({f"{c[1]}.{c[2]}" for c in classes}),
-        "tenants": sorted({c[3] for c in classes}),
-        "workflows": sorted({seed["workflow"] for seed in classes.values()}),
+        "tenants": sorted(set().union(*classes.values())),
+        "workflows": sorted({seed["workflow"] for tenants in classes.values() for seed in tenants.values()}),
     }
+
+
+def count(classes: dict[tuple, dict[str, dict]]) -> int:
+    return sum(map(len, classes.values()))
+
+
+class WitnessClasses:
+    """Every witness class of a violated invariant once, sorted, each as a record with the
+    causes that allow it and the solver's call for it; built as they are iterated.
+
+    ``seeds``: ((agent, tool, operation), cause) → tenant → seed, as the prover merged them.
+    ``len()`` is exact and cheap; iterating builds one record per class."""
+
+    def __init__(self, seeds: dict[tuple, dict[str, dict]], d: model.Deployment):
+        self._d = d
+        by_key: dict[tuple, list] = {}
+        for (key, cause), tenants in seeds.items():
+            by_key.setdefault(key, []).append((cause, tenants))
+        self._count = 0
+        for entries in by_key.values():
+            entries.sort(key=lambda entry: entry[0])
+            self._count += len(entries[0][1]) if len(entries) == 1 else len(set().union(*(t for _, t in entries)))
+        self._by_key = by_key
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __bool__(self) -> bool:
+        return self._count > 0
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, WitnessClasses) and self._by_key == other._by_key
+
+    __hash__ = object.__hash__
+
+    def compact(self):
+        """(agent, tool, operation, tenant, [cause subjects], seed) per class, in sorted order."""
+        for key in sorted(self._by_key):
+            entries = self._by_key[key]
+            if len(entries) == 1:
+                cause, tenants = entries[0]
+                subject = [cause_subject(cause)]
+                for tenant in sorted(tenants):
+                    yield (*key, tenant, list(subject), tenants[tenant])
+                continue
+            for tenant in sorted(set().union(*(t for _, t in entries))):
+                hits = [(cause, tenants[tenant]) for cause, tenants in entries if tenant in tenants]
+                yield (*key, tenant, [cause_subject(c) for c, _ in hits], hits[0][1])
+
+    def __iter__(self):
+        from analyzer.decide import Call
+
+        for agent, tool, operation, tenant, causes, seed in self.compact():
+            yield {"class": {"agent": agent, "tool": tool, "operation": operation, "tenant": tenant},
+                   "causes": causes,
+                   "call": Call(seed["workflow"], tuple(seed["chain"]), tool, operation, tenant,
+                                tuple(seed["fields"]), seed["params"], seed["gate"]).to_request(self._d)}
 
 
 def _counts(lists: dict[str, list[str]], classes: int) -> str:
@@ -132,19 +190,19 @@ def subjects(d: model.Deployment, cause: tuple) -> tuple[str, ...]:
     return tuple(found)
 
 
-def finding(d: model.Deployment, rule: Rule, cause: tuple, classes: dict[tuple, dict],
+def finding(d: model.Deployment, rule: Rule, cause: tuple, classes: dict[tuple, dict[str, dict]],
             examples: list[dict]) -> Finding:
-    lists = affected(classes)
+    lists, number = affected(classes), count(classes)
     first = examples[0]
     related = [{"subject": f"agent:{a}", "location": d.agents[a].loc.to_json()} for a in lists["agents"]]
     related += [{"subject": f"workflow:{w}", "location": d.workflows[w].loc.to_json()} for w in lists["workflows"]]
     # the finding's witness is the first representative (with its path); "examples" are the others
     summary = {"subject": cause_subject(cause), "remediation": remediation(d, rule, cause),
-               "classes": len(classes), "affected": lists, "examples": examples[1:],
-               "omitted": len(classes) - len(examples),
+               "classes": number, "affected": lists, "examples": examples[1:],
+               "omitted": number - len(examples),
                # the affected definitions a viewer can jump to, capped (the lists above are complete)
                "related": related[:RELATED_CAP], "related_omitted": max(0, len(related) - RELATED_CAP)}
     path = tuple(Step(s["from"], s["to"], s["kind"], s["reason"], Loc(**s["location"]) if s["location"] else None)
                  for s in first["path"])
-    return Finding(rule.id, rule.severity, _message(d, rule, cause, lists, len(classes), examples),
+    return Finding(rule.id, rule.severity, _message(d, rule, cause, lists, number, examples),
                    subjects(d, cause), location(d, cause), path, first, root_cause=summary)

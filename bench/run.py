@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/run.py [--sizes S,M,L] [--timeout 900] [--json FILE]
     .venv/bin/python bench/run.py --sizes S,M,L,XL            # XL (10,000 tenants) is opt-in: it is long
+    .venv/bin/python bench/run.py --messy [--sizes S,M,L]     # the messy deployments of issue 10 instead
 
 Sizes (bench/generate.py, violations on, so witnesses are produced): S = 10 tenants, M = 100,
 L = 1,000, XL = 10,000; 10 agents and 1-3 workflows per tenant. For each size, in order:
@@ -901,6 +902,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", metavar="DIR", help="keep the generated deployments under DIR/<size>/")
     parser.add_argument("--snapshot", action=argparse.BooleanOptionalAction, default=True,
                         help="measure a frozen copy of analyzer/ and rules/ taken at start (default: on)")
+    parser.add_argument("--messy", action="store_true",
+                        help="run the messy benchmark of issue 10 (bench/bench_messy.py) on the sizes instead")
     parser.add_argument("--worker", choices=["generate", "check", "stages"], help=argparse.SUPPRESS)
     parser.add_argument("--results", help=argparse.SUPPRESS)
     parser.add_argument("--dir", help=argparse.SUPPRESS)
@@ -917,6 +920,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--sizes takes a comma-separated list of {', '.join(SIZES)}")
     asked = sorted(set(asked), key=list(SIZES).index)
     timeouts = _timeouts(parser, args.timeout)
+    if args.messy:
+        import bench_messy
+
+        return bench_messy.run(",".join(asked), args.seed, max(timeouts[s] for s in asked), args.keep, args.snapshot)
 
     frozen = tempfile.TemporaryDirectory(prefix="agentperm-run-code-") if args.snapshot else None
     if frozen is not None:

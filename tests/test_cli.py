@@ -131,7 +131,8 @@ def test_json_matches_the_documented_shape(flawed_json):
     assert isinstance(doc["invariants"], list)
     for inv in doc["invariants"]:
         # witness_classes: the count of every class when violated (the witnesses are representatives)
-        assert set(inv) == INVARIANT_KEYS | ({"witness_classes"} if inv["status"] == "violated" else set())
+        assert set(inv) - {"witnesses_omitted"} == \
+            INVARIANT_KEYS | ({"witness_classes"} if inv["status"] == "violated" else set())
         assert inv["status"] in ("proved", "violated", "unknown")
         assert isinstance(inv["witnesses"], list)
         for witness in inv["witnesses"]:

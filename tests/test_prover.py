@@ -470,7 +470,7 @@ def test_case_enumeration_from_role_tables_is_the_plain_enumeration(text):
 def test_the_cases_left_out_for_the_invariants_change_no_event(text):
     """Each built-in invariant sees the same events from the cases its Interest keeps as from
     every case, and the kept cases are a subsequence of every case (same order)."""
-    from analyzer.prover import Interest, cases
+    from analyzer.prover import Interest, cases, group_cases, merge_events
 
     deployment = load_text(text)
     every = list(cases(deployment))
@@ -479,9 +479,32 @@ def test_the_cases_left_out_for_the_invariants_change_no_event(text):
         kept = list(cases(deployment, interest=Interest.of_goals([goal])))
         positions = iter(every)
         assert all(any(case == other for other in positions) for case in kept)  # a subsequence
-        assert prover.events(goal, None, kept) == prover.events(goal, None, every)
+        assert merge_events(prover.events(goal, None, list(group_cases(kept)))) == \
+            merge_events(prover.events(goal, None, list(group_cases(every))))
     both = list(cases(deployment, interest=Interest.of_goals(["cross-tenant", "ungated"])))
     assert both == [c for c in every if c in both]
+
+
+@given(text=strategies.deployment_texts())
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_asking_once_per_group_of_tenants_finds_what_asking_per_tenant_finds(text):
+    """Groups of cases alike but for the tenant are the cases, and one question per group (when
+    no condition sees the tenant) gives every invariant the witnesses, causes and unknowns that
+    one question per case gives."""
+    from analyzer.prover import case_groups, cases, group_cases, merge_events
+
+    deployment = load_text(text)
+    every = list(cases(deployment))
+    groups = list(case_groups(deployment))
+    assert list(group_cases(every)) == groups
+    expanded = [dataclasses.replace(case, tenant=t) for case, tenants in groups for t in tenants]
+    assert expanded == every
+    singles = [(case, (case.tenant,)) for case in every]
+    for goal in ("cross-tenant", "ungated"):
+        grouped = merge_events(prover_for(deployment).events(goal, None, groups))
+        alone = merge_events(prover_for(deployment).events(goal, None, singles))
+        assert grouped.witnesses == alone.witnesses
+        assert grouped.error == alone.error and sorted(grouped.unknowns) == sorted(alone.unknowns)
 
 
 def test_operations_declared_alike_on_different_tools_share_one_solver_call(monkeypatch, catalogue):

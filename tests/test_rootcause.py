@@ -160,3 +160,36 @@ def test_a_suppression_of_one_agent_fails_loudly_with_the_causes_to_name(tmp_pat
     code, out, _err = invoke_cli("check", str(FLAWED), "--suppressions", str(rules))
     assert code == 1
     assert "reports one finding per root cause" in out and "grant:support#2" in out
+
+
+def test_on_a_messy_deployment_each_fix_removes_its_finding_alone(tmp_path):
+    """bench/messy.py's deployment (random roles, gated and not, conditions, shared static keys):
+    one finding per root cause, and a sample of remediations (grants and credentials, spread
+    over the sorted findings) each remove their finding and change no other."""
+    import sys
+
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "bench"))
+    try:
+        import messy
+    finally:
+        sys.path.pop(0)
+    source = tmp_path / "messy"
+    messy.write(messy.data(10, seed=3), str(source))
+    result = _proved([source])
+    before = _identities(result)
+    causes = {(inv.id, c) for inv in result.invariants for record in inv.classes for c in record["causes"]}
+    assert set(before) == causes and len(result.findings) == len(before)
+    grants = sorted(k for k in before if k[1].startswith("grant:"))
+    credentials = sorted(k for k in before if k[1].startswith("credential:"))
+    assert len(grants) >= 3 and len(credentials) >= 2
+    sample = [grants[0], grants[len(grants) // 2], grants[-1], credentials[0], credentials[-1]]
+    real_gate = min(load([str(source)]).real_gates)
+    for number, (rule, subject) in enumerate(sample):
+        fixed = tmp_path / f"fix{number}"
+        _fix(source, fixed, subject, real_gate)
+        after = _identities(_proved([fixed]))
+        assert set(after) == set(before) - {(rule, subject)}, subject
+        # the other findings of its invariant keep their classes; a key's reach also bounds the
+        # tenants of the other invariant's classes (an ungated refund on a tenant it reached)
+        assert all(after[k] == before[k] for k in after if k[0] == rule), subject
+        assert all(after[k] <= before[k] for k in after), subject

@@ -413,24 +413,34 @@ def _tenant_cells(result: CheckResult, deployment: model.Deployment) -> tuple[li
         cells[(home, home)] = {"home": True, "agents": agents, "credentials": [], "tools": [], "workflows": wfs,
                                "classes": 0}
     # every witness class (with the causes that allow it), or the witnesses of a result built without them
-    for witness in (invariant.classes or invariant.witnesses) if invariant else ():
-        call = witness.get("call", {})
-        workflow = deployment.workflows.get(call.get("workflow"))
+    found = invariant.classes if invariant else ()
+    if hasattr(found, "compact"):
+        rows = ((seed["workflow"], tenant, agent, tool, [c.split(":", 1)[1] for c in causes
+                                                         if c.startswith("credential:")])
+                for agent, tool, _op, tenant, causes, seed in found.compact())
+    else:
+        rows = ((w.get("call", {}).get("workflow"), w.get("call", {}).get("tenant"),
+                 (w.get("call", {}).get("chain") or ["?"])[-1], w.get("call", {}).get("tool"),
+                 [s["to"].split(":", 1)[1] for s in w.get("path", ()) if s.get("kind") == "holds"]
+                 + [c.split(":", 1)[1] for c in w.get("causes", ()) if c.startswith("credential:")])
+                for w in (found or (invariant.witnesses if invariant else ())))
+    for wf_id, tenant, agent, tool, held in rows:
+        workflow = deployment.workflows.get(wf_id)
         if workflow is None:
             continue
-        cell = cells.setdefault((workflow.tenant, call.get("tenant")),
+        cell = cells.setdefault((workflow.tenant, tenant),
                                 {"home": False, "agents": [], "credentials": [], "tools": [], "workflows": [],
                                  "classes": 0})
         cell["classes"] += 1
-        agent = (call.get("chain") or ["?"])[-1]
-        held = [s["to"].split(":", 1)[1] for s in witness.get("path", ()) if s.get("kind") == "holds"]
-        held += [c.split(":", 1)[1] for c in witness.get("causes", ()) if c.startswith("credential:")]
-        for key, value in (("agents", agent), ("tools", call.get("tool")), ("workflows", call.get("workflow"))):
-            if value and value not in cell[key]:
-                cell[key].append(value)
-        for cred in held:
-            if cred not in cell["credentials"]:
-                cell["credentials"].append(cred)
+        for key, values in (("agents", (agent,)), ("tools", (tool,)), ("workflows", (wf_id,)), ("credentials", held)):
+            have = cell.setdefault("_" + key, set(cell[key]))
+            for value in values:
+                if value and value not in have:
+                    have.add(value)
+                    cell[key].append(value)
+    for cell in cells.values():
+        for key in ("agents", "credentials", "tools", "workflows"):
+            cell.pop("_" + key, None)
     for cell in cells.values():
         for key in ("agents", "credentials", "tools", "workflows"):
             cell[key] = sorted(cell[key])
