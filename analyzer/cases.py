@@ -74,6 +74,7 @@ class _Tables:
         self._role_denies: dict[tuple, tuple] = {}
         self._guardrails: dict[tuple, tuple] = {}
         self._spread: dict[str, frozenset] = {}
+        self._cred_spread: dict[tuple, frozenset] = {}
         self._views: dict[str, tuple] = {}
         self._needs: dict[int, bool] = {}
 
@@ -157,17 +158,25 @@ class _Tables:
         tools holding no tenant data, never do; see reach.reach_of)."""
         found = self._spread.get(agent.id)
         if found is None:
-            d = self.d
+            found = self._spread[agent.id] = frozenset().union(
+                *(self._credential_spread(cred_id) for cred_id in agent.credentials))
+        return found
+
+    def _credential_spread(self, cred_id: str) -> frozenset[str]:
+        """The tools on which one credential may reach beyond a workflow's tenant (see :meth:`spread`)."""
+        d = self.d
+        cred = d.credentials[cred_id]
+        shape = (cred.tools, cred.issued == "per-workflow")  # all it depends on: keys minted alike share it
+        found = self._cred_spread.get(shape)
+        if found is None:
             tools = set()
-            for cred_id in agent.credentials:
-                cred = d.credentials[cred_id]
-                for tool_id in (d.tools if cred.tools == model.STAR else cred.tools):
-                    tool = d.tools.get(tool_id)
-                    if tool is None or tool.tenancy == "none":
-                        continue
-                    if tool.tenancy == "shared" or tool.enforced_by == "prompt" or cred.issued != "per-workflow":
-                        tools.add(tool_id)
-            found = self._spread[agent.id] = frozenset(tools)
+            for tool_id in (d.tools if cred.tools == model.STAR else cred.tools):
+                tool = d.tools.get(tool_id)
+                if tool is None or tool.tenancy == "none":
+                    continue
+                if tool.tenancy == "shared" or tool.enforced_by == "prompt" or cred.issued != "per-workflow":
+                    tools.add(tool_id)
+            found = self._cred_spread[shape] = frozenset(tools)
         return found
 
     def guardrails(self, agent_id: str, home: str) -> tuple:

@@ -473,7 +473,8 @@ class Prover:
             cred = self.d.credentials.get(cred_id)
             if cred is None or not cred.covers(tool.id):
                 continue
-            reached = tuple(x for x in tenants if reach.reaches(self.d, cred, tool, case.workflow, x))
+            within = reach.reach_of(self.d, cred, tool, case.workflow)
+            reached = tenants if within.issuperset(tenants) else tuple(x for x in tenants if x in within)
             if reached:
                 found.append((("credential", cred_id), reached))
                 left.difference_update(reached)
