@@ -1,7 +1,7 @@
-"""Command line of concrete decisions: `agentperm decide` (the Cedar engine of issue 13 is to join it).
+"""Command line of concrete decisions: `agentperm decide`, through analyzer.decide or through Cedar.
 
-Argument parsing, streaming and exit codes only; the decision is analyzer.decide's. Registered
-on the main group by analyzer.cli.
+Argument parsing, streaming and exit codes only; the decision is analyzer.decide's (native) or
+cedarpy's on analyzer.cedar's export (cedar). Registered on the main group by analyzer.cli.
 """
 
 from __future__ import annotations
@@ -29,6 +29,36 @@ def _answers(decider, lines):
         yield {"allow": decision.allow, "reason": decision.reason}, False
 
 
+def _cedar_answers(engine, deployment, lines):
+    """The same answers through Cedar: each line is read and checked exactly as for native (a malformed
+    line is the same error), and the well-formed ones go to cedarpy in batches, in order."""
+    from analyzer.decide import MalformedCall, decode_json, parse_request
+
+    pending: list = []  # (the call, or None) and (its error answer, or None), in line order
+
+    def flush():
+        answers = iter(engine.decide_many([body for body, _ in pending if body is not None]))
+        for body, error in pending:
+            if body is None:
+                yield error, True
+            else:
+                answer = next(answers)
+                yield {"allow": answer.allow, "reason": answer.reason}, False
+        pending.clear()
+
+    for number, line in lines:
+        try:
+            body = decode_json(line)
+            parse_request(body, deployment)  # only to refuse what native refuses; Cedar decides the rest
+        except MalformedCall as exc:
+            pending.append((None, {"error": str(exc), "line": number}))
+        else:
+            pending.append((body, None))
+        if len(pending) >= engine.BATCH:
+            yield from flush()
+    yield from flush()
+
+
 def _calls(text: str):
     """(line number, text) of each call: a file of one JSON object over several lines is one call
     (at line 1), anything else is JSON lines, blank lines skipped."""
@@ -46,8 +76,9 @@ def _calls(text: str):
 @click.command()
 @click.argument("path", type=click.Path())
 @click.argument("calls", required=False, default="-")
-@click.option("--engine", type=click.Choice(["native"]), default="native", show_default=True,
-              help="native: analyzer.decide (FORMAT §4).")
+@click.option("--engine", type=click.Choice(["native", "cedar"]), default="native", show_default=True,
+              help="native: analyzer.decide (FORMAT §4); cedar: cedarpy on the deployment's Cedar export, "
+                   "built in memory (README, Enforcing with Cedar).")
 @click.option("--format", "fmt", type=click.Choice(["json", "text"]), default="json", show_default=True)
 def decide(path, calls, engine, fmt):
     """Decide calls of the FORMAT §7 shape: one answer per call, in order (JSON lines by default).
@@ -55,9 +86,7 @@ def decide(path, calls, engine, fmt):
     CALLS is a JSON file of one call or JSON lines of many; `-` or absent reads standard input.
     Exit 2 if any line was malformed (answered {"error", "line"}), else 0.
     """
-    from analyzer.decide import Decider
-
-    decider = Decider(load_paths([path]))  # an InputError: the CLI group lists it and exits 2
+    deployment = load_paths([path])  # an InputError: the CLI group lists it and exits 2
     try:
         if calls == "-":
             text = sys.stdin.read()
@@ -69,7 +98,15 @@ def decide(path, calls, engine, fmt):
         sys.exit(EXIT_INPUT)
     out, malformed = [], False
     dumps = json.dumps
-    for answer, bad in _answers(decider, _calls(text)):
+    if engine == "cedar":
+        from analyzer.cedar import CedarEngine
+
+        answers = _cedar_answers(CedarEngine.of(deployment), deployment, _calls(text))
+    else:
+        from analyzer.decide import Decider
+
+        answers = _answers(Decider(deployment), _calls(text))
+    for answer, bad in answers:
         malformed |= bad
         if fmt == "json":
             out.append(dumps(answer, sort_keys=True))
