@@ -1226,3 +1226,41 @@ class CedarEngine:
         if policies:
             return CedarAnswer(False, "cedar: forbidden by " + ", ".join(policies), policies)
         return CedarAnswer(False, "cedar: no permit applies", policies)
+
+
+# ---------------------------------------------------------------------------------------------- fuzz target
+
+def target_for(deployment: model.Deployment):
+    """A callable fuzz target (analyzer.harness.targets) that decides through Cedar: ``request →
+    {"allow", "reason"}``, raising MalformedCall (a 400) for what native refuses as malformed."""
+    from analyzer.decide import parse_request
+
+    engine = CedarEngine.of(deployment)
+
+    def decide_through_cedar(request: Any) -> dict:
+        parse_request(request, deployment)
+        answer = engine.decide(request)
+        return {"allow": answer.allow, "reason": answer.reason}
+
+    decide_through_cedar.__qualname__ = f"Cedar export of {deployment.name}"
+    return decide_through_cedar
+
+
+_TARGETS: dict[str, Any] = {}
+
+
+def decide(request: Any) -> dict:
+    """`agentperm fuzz PATH --target analyzer.cedar:decide`: Cedar on the export of $AGENTPERM_DEPLOYMENT
+    (which fuzz, replay and test set to PATH when it is unset)."""
+    import os
+
+    from analyzer.harness.reference import ENV
+    from analyzer.loader import load
+
+    path = os.environ.get(ENV)
+    if not path:
+        raise RuntimeError(f"set {ENV} to the deployment to decide for")
+    target = _TARGETS.get(path)
+    if target is None:
+        target = _TARGETS[path] = target_for(load([path]))
+    return target(request)
