@@ -90,6 +90,7 @@ class Ced:
 
     text: str
     prec: int = _PRIMARY
+    parts: tuple = field(default=(), compare=False, repr=False)  # the operands of a conjunction
 
 
 TRUE, FALSE = Ced("true"), Ced("false")
@@ -108,7 +109,10 @@ def conj(*parts: Ced) -> Ced:
             kept.append(part)
     if not kept:
         return TRUE
-    return kept[0] if len(kept) == 1 else Ced(" && ".join(_wrap(p, _AND) for p in kept), _AND)
+    if len(kept) == 1:
+        return kept[0]
+    flat = tuple(q for p in kept for q in (p.parts or (p,)))
+    return Ced(" && ".join(_wrap(p, _AND) for p in kept), _AND, flat)
 
 
 def disj(*parts: Ced) -> Ced:
@@ -176,7 +180,13 @@ def entity(kind: str, ident: str) -> Ced:
     return Ced(f"{kind}::{string(ident).text}")
 
 
+_PLAIN = re.compile(r'[ !#-)+-\[\]-~]*\Z')  # printable ASCII but for quote, backslash and star: as it is
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _escape(text: str, star: bool = False) -> str:
+    if _PLAIN.match(text):
+        return text
     out = []
     for char in text:
         code = ord(char)
@@ -225,7 +235,7 @@ class Alt:
     guard: Ced
     expr: Ced | None
     const: Any = _NONE
-    values: frozenset | None = None  # every string it can be, when known (a tenant-only value)
+    lengths: frozenset | None = None  # the length of every string it can be, when known (a tenant-only value)
     record: Ced | None = None  # the tagged record of a string param (its suffixes and prefixes)
 
     @property
@@ -314,10 +324,13 @@ class Registry:
 class Translator:
     """CEL conditions → (holds, fails) Cedar expressions, for one operation's params (see the module docstring)."""
 
-    def __init__(self, tenant_envs: Mapping[str, Mapping[str, Any]], params: Mapping[str, model.ParamType]):
+    def __init__(self, tenant_envs: Mapping[str, Mapping[str, Any]], params: Mapping[str, model.ParamType],
+                 derived_cache: dict | None = None):
         self.tenant_envs = tenant_envs
         self.params = params
         self.registry = Registry()
+        # a tenant-only expression's values, by its text: one export repeats `"@" + tenant.domain` thousands of times
+        self.derived_cache = {} if derived_cache is None else derived_cache
 
     # ---- conditions ---------------------------------------------------------------------------------
     def boolean(self, node) -> tuple[Ced, Ced]:
@@ -374,9 +387,9 @@ class Translator:
             return _bool_alts(*self.boolean(node))
         if isinstance(node, Cond):
             holds, fails = self.boolean(node.test)
-            return [Alt(a.kind, conj(holds, a.guard), a.expr, a.const, a.values, a.record)
+            return [Alt(a.kind, conj(holds, a.guard), a.expr, a.const, a.lengths, a.record)
                     for a in self.value(node.then)] + \
-                   [Alt(a.kind, conj(fails, a.guard), a.expr, a.const, a.values, a.record)
+                   [Alt(a.kind, conj(fails, a.guard), a.expr, a.const, a.lengths, a.record)
                     for a in self.value(node.orelse)]
         if isinstance(node, Call):
             return self._call(node)
@@ -395,6 +408,17 @@ class Translator:
         """A value that depends on the tenant alone: evaluated per tenant (the oracle's own evaluator) and
         stored on each tenant as a tagged record (no key where it is an error)."""
         text = conditions.unparse(node)
+        found = self.derived_cache.get(text)
+        if found is None:
+            found = self.derived_cache[text] = self._evaluate_per_tenant(node, text)
+        if isinstance(found, str):
+            raise Unsupported(found, node.pos)
+        name, values, alts = found
+        self.registry.derived[name] = values
+        return alts
+
+    def _evaluate_per_tenant(self, node, text: str):
+        """(name, {tenant: value}, alternatives), or why Cedar cannot hold the values."""
         name = "c_" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
         values: dict[str, Any] = {}
         for tenant_id, env in self.tenant_envs.items():
@@ -404,20 +428,19 @@ class Translator:
                 continue
             kind = _kind(value)
             if kind not in TAG or (kind == "int" and not INT64_MIN <= value <= INT64_MAX):
-                raise Unsupported(f"{text} is {'an int beyond 64 bits' if kind == 'int' else 'a ' + kind} for "
-                                  f"tenant {tenant_id}: Cedar holds no such value", node.pos)
-            if kind == "string":
-                _escape(value)  # raises Unsupported for a lone surrogate
+                return (f"{text} is {'an int beyond 64 bits' if kind == 'int' else 'a ' + kind} for tenant "
+                        f"{tenant_id}: Cedar holds no such value")
+            if kind == "string" and _SURROGATE.search(value):
+                return f"{text} is not valid Unicode for tenant {tenant_id} (a lone surrogate)"
             values[tenant_id] = value
-        self.registry.derived[name] = values
         record = attr(DERIVED, name)
         alts = []
         for kind in sorted({_kind(v) for v in values.values()}):
             guard = conj(has(DERIVED, name), has(record, TAG[kind]))
-            strings = frozenset(v for v in values.values() if isinstance(v, str)) if kind == "string" else None
+            lengths = frozenset(len(v) for v in values.values() if isinstance(v, str)) if kind == "string" else None
             alts.append(Alt(kind, guard, None if kind == "null" else attr(record, TAG[kind]),
-                            const=None if kind == "null" else _NONE, values=strings))
-        return alts
+                            const=None if kind == "null" else _NONE, lengths=lengths))
+        return name, values, alts
 
     def _select(self, node: Select) -> list[Alt]:
         operand = node.operand
@@ -641,12 +664,12 @@ class Translator:
                     pattern = {"startsWith": f'"{body}*"', "endsWith": f'"*{body}"', "contains": f'"*{body}*"'}[name]
                     out.append(_const_free_bool(guard, like(a.expr, pattern)))
                     continue
-                if name == "contains" or a.record is None or b.values is None:
+                if name == "contains" or a.record is None or b.lengths is None:
                     raise Unsupported(f".{name}() of a computed string has no Cedar equivalent (only a param's "
                                       "endsWith/startsWith of a value that depends on the tenant alone)", node.pos)
                 key, lengths = ("suffixes", self.registry.suffix_lengths) if name == "endsWith" else \
                     ("prefixes", self.registry.prefix_lengths)
-                lengths.update(len(v) for v in b.values)
+                lengths |= b.lengths
                 found = conj(has(a.record, key), method(attr(a.record, key), "contains", b.expr))
                 out.append(_const_free_bool(guard, found))
         return out
@@ -705,7 +728,9 @@ class Export:
 
     @property
     def entities_json(self) -> str:
-        return json.dumps(self.entities, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+        """One entity per line, keys sorted (compact: the entities of a large deployment run to tens of MB)."""
+        lines = (json.dumps(e, sort_keys=True, ensure_ascii=False, separators=(",", ":")) for e in self.entities)
+        return "[\n" + ",\n".join(lines) + "\n]\n"
 
     def files(self) -> dict[str, str]:
         return {"schema.cedarschema": self.schema, "policies.cedar": self.policies,
@@ -727,8 +752,9 @@ def _ref(kind: str, ident: str) -> dict:
     return {"__entity": _uid(kind, ident)}
 
 
-def _sorted_set(items: Iterable) -> list:
-    return sorted(items, key=lambda v: json.dumps(v, sort_keys=True))
+def _refs(kind: str, ids: Iterable[str]) -> list[dict]:
+    """Entity references of one type, sorted by id (a Cedar set, written in a stable order)."""
+    return [_ref(kind, i) for i in sorted(set(ids))]
 
 
 def _op_uid(tool: str, operation: str) -> str:
@@ -745,6 +771,7 @@ class _Exporter:
         self.d = deployment
         self.envs = tenant_envs(deployment)
         self.registry = Registry()
+        self.derived_cache: dict = {}
         self.gaps: list[Gap] = []
         self.labels: dict[str, model.Permission] = {}
 
@@ -769,9 +796,10 @@ class _Exporter:
         home = attr(WORKFLOW, "home")
 
         def reaches(record: Ced) -> Ced:
-            return disj(attr(record, "static_all"), method(attr(record, "static"), "contains", TENANT),
-                        conj(rel(TENANT, "==", home), disj(attr(record, "per_workflow_all"),
-                                                           method(attr(record, "per_workflow"), "contains", TENANT))))
+            def listed(kind: str) -> Ced:  # a reach record holds only what is set: `*`, or the tenants
+                return disj(conj(has(record, f"{kind}_all"), attr(record, f"{kind}_all")),
+                            conj(has(record, kind), method(attr(record, kind), "contains", TENANT)))
+            return disj(listed("static"), conj(rel(TENANT, "==", home), listed("per_workflow")))
 
         covered = disj(method(PRINCIPAL, "hasTag", tool_id), has(PRINCIPAL, "every_tool"))
         credential = conj(covered, disj(
@@ -834,7 +862,7 @@ class _Exporter:
             groups.setdefault(key, []).append((tool, op))
         translated = []
         for group in groups.values():
-            translator = Translator(self.envs, dict(group[0][1].params))
+            translator = Translator(self.envs, dict(group[0][1].params), self.derived_cache)
             if perm.when is None:
                 translated.append((group, TRUE, FALSE))
                 continue
@@ -917,8 +945,8 @@ class _Exporter:
         d = self.d
         root = _ref(*ROOT)["__entity"]
         out = [{"uid": _uid(*ROOT), "parents": [], "attrs": {
-            "delegations": _sorted_set({"from": _ref("Agent", a.id), "to": _ref("Agent", b)}
-                                       for a in d.agents.values() for b in a.delegates_to),
+            "delegations": [{"from": _ref("Agent", a), "to": _ref("Agent", b)}
+                            for a, b in sorted({(a.id, b) for a in d.agents.values() for b in a.delegates_to})],
             "suffix_lengths": sorted(self.registry.suffix_lengths),
             "prefix_lengths": sorted(self.registry.prefix_lengths)}}]
         served: dict[str, list[str]] = {t: [] for t in d.tenants}
@@ -933,7 +961,7 @@ class _Exporter:
                     kind = _kind(value)
                     derived[name] = {TAG[kind]: True if kind == "null" else value}
             out.append({"uid": _uid("Tenant", tenant.id), "parents": [root], "attrs": {
-                "id": tenant.id, "served_by": _sorted_set(_ref("Agent", a) for a in served[tenant.id]),
+                "id": tenant.id, "served_by": _refs("Agent", served[tenant.id]),
                 "derived": derived}})
         for role in d.roles.values():
             out.append({"uid": _uid("Role", role.id), "parents": [root], "attrs": {}})
@@ -952,7 +980,7 @@ class _Exporter:
             out.append({"uid": _uid("Workflow", wf.id), "parents": [root], "attrs": {
                 "id": wf.id, "home": _ref("Tenant", wf.tenant), "agent": _ref("Agent", wf.agent),
                 "all_tools": wf.tools == model.STAR,
-                "tools": [] if wf.tools == model.STAR else _sorted_set(_ref("Tool", t) for t in wf.tools)}})
+                "tools": [] if wf.tools == model.STAR else _refs("Tool", wf.tools)}})
         approves: dict[str, list[str]] = {p: [] for p in d.people}
         for gate in d.gates.values():
             out.append({"uid": _uid("Gate", gate.id), "parents": [root], "attrs": {"id": gate.id}})
@@ -964,7 +992,7 @@ class _Exporter:
                         "parents": [root] + [_uid("Gate", g) for g in sorted(set(approves[person.id]))],
                         "attrs": {}})
         for item in out:
-            item["parents"] = _sorted_set(item["parents"])
+            item["parents"] = sorted(item["parents"], key=lambda uid: (uid["type"], uid["id"]))
         return sorted(out, key=lambda e: (e["uid"]["type"], e["uid"]["id"]))
 
     def _agent(self, agent: model.Agent, root: dict) -> dict:
@@ -1006,7 +1034,7 @@ class _Exporter:
         return "\n".join([
             "// agentperm export cedar: the types of the entities and of a call's request (README, Enforcing with Cedar)",
             f"type Tagged = {tagged};",
-            "type Reach = {static_all: Bool, static: Set<Tenant>, per_workflow_all: Bool, per_workflow: Set<Tenant>};",
+            "type Reach = {static_all?: Bool, static?: Set<Tenant>, per_workflow_all?: Bool, per_workflow?: Set<Tenant>};",
             "type Hop = {from: Agent, to: Agent};",
             "entity Deployment = {delegations: Set<Hop>, suffix_lengths: Set<Long>, prefix_lengths: Set<Long>};",
             f"entity Tenant in [Deployment] = {{id: String, served_by: Set<Agent>, derived: {record(derived)}}};",
@@ -1046,9 +1074,14 @@ def _empty_reach() -> dict:
 
 
 def _reach_json(record: dict) -> dict:
-    return {"static_all": record["static_all"], "per_workflow_all": record["per_workflow_all"],
-            "static": _sorted_set(_ref("Tenant", t) for t in record["static"]),
-            "per_workflow": _sorted_set(_ref("Tenant", t) for t in record["per_workflow"])}
+    """What a credential reach record holds, without the unset parts (`*`: {"static_all": true})."""
+    out: dict[str, Any] = {}
+    for kind in ("static", "per_workflow"):
+        if record[f"{kind}_all"]:
+            out[f"{kind}_all"] = True
+        elif record[kind]:
+            out[kind] = _refs("Tenant", record[kind])
+    return out
 
 
 def _selectors(perm: model.Permission) -> list[Ced]:
@@ -1079,29 +1112,7 @@ def _describe(perm: model.Permission) -> str:
 
 def _top_conjuncts(expr: Ced) -> list[Ced]:
     """The top-level `&&` operands of a conjunction built by :func:`conj`, to print one per line."""
-    if expr.prec != _AND:
-        return [expr]
-    parts, depth, start, text, quoted, i = [], 0, 0, expr.text, False, 0
-    while i < len(text):
-        char = text[i]
-        if quoted:
-            if char == "\\":
-                i += 1
-            elif char == '"':
-                quoted = False
-        elif char == '"':
-            quoted = True
-        elif char in "([{":
-            depth += 1
-        elif char in ")]}":
-            depth -= 1
-        elif depth == 0 and text.startswith(" && ", i):
-            parts.append(text[start:i])
-            start = i + 4
-            i += 3
-        i += 1
-    parts.append(text[start:])
-    return [Ced(p, _AND + 1) for p in parts]
+    return list(expr.parts) if expr.parts else [expr]
 
 
 def export(deployment: model.Deployment) -> Export:
