@@ -662,7 +662,7 @@ class Translator:
                         raise Unsupported(f".{name}() of a literal holding '*' (Cedar's `like` wildcard)", node.pos)
                     body = _escape(b.const, star=True)
                     pattern = {"startsWith": f'"{body}*"', "endsWith": f'"*{body}"', "contains": f'"*{body}*"'}[name]
-                    out.append(_const_free_bool(guard, like(a.expr, pattern)))
+                    out.append(_bool_expr(guard, like(a.expr, pattern)))
                     continue
                 if name == "contains" or a.record is None or b.lengths is None:
                     raise Unsupported(f".{name}() of a computed string has no Cedar equivalent (only a param's "
@@ -671,7 +671,7 @@ class Translator:
                     ("prefixes", self.registry.prefix_lengths)
                 lengths |= b.lengths
                 found = conj(has(a.record, key), method(attr(a.record, key), "contains", b.expr))
-                out.append(_const_free_bool(guard, found))
+                out.append(_bool_expr(guard, found))
         return out
 
 
@@ -680,7 +680,7 @@ def _cel_kind(alt: Alt) -> str:
     return "list" if alt.kind == "fields" else alt.kind
 
 
-def _const_free_bool(guard: Ced, expr: Ced) -> Alt:
+def _bool_expr(guard: Ced, expr: Ced) -> Alt:
     return Alt("bool", guard, expr)
 
 
@@ -1143,7 +1143,25 @@ def tagged(value: Any, suffix_lengths: Sequence[int] = (), prefix_lengths: Seque
     return {}
 
 
-def request_for(call: Mapping, export: Export) -> tuple[dict, dict, dict, dict]:
+@dataclass(frozen=True)
+class Lengths:
+    """The suffix and prefix lengths request_for lists for string params (an Export has them too)."""
+
+    suffix_lengths: tuple[int, ...] = ()
+    prefix_lengths: tuple[int, ...] = ()
+
+
+def lengths_from_entities(entities: Sequence[Mapping]) -> Lengths:
+    """What request_for needs of an export, read from its entities.json (the Deployment entity), for a
+    tool server that has the files only."""
+    for item in entities:
+        if (item["uid"]["type"], item["uid"]["id"]) == ROOT:
+            attrs = item["attrs"]
+            return Lengths(tuple(attrs.get("suffix_lengths", ())), tuple(attrs.get("prefix_lengths", ())))
+    raise ValueError(f"no {ROOT[0]}::\"{ROOT[1]}\" entity: not an agentperm export")
+
+
+def request_for(call: Mapping, export: Export | Lengths) -> tuple[dict, dict, dict, dict]:
     """(principal, action, resource, context) of the Cedar request for a well-formed decision-API call
     (FORMAT §7; analyzer.decide.parse_request says which are). Entity uids are {"type", "id"}; the
     context is in Cedar's JSON form. Everything here is read off the call alone (README, Enforcing

@@ -21,7 +21,7 @@ import sys
 
 import cedarpy
 import pytest
-from conftest import FIXTURES, REPO_ROOT, build_deployment, invoke_cli, run_cli, write_deployment
+from conftest import AGENTPERM, FIXTURES, REPO_ROOT, build_deployment, invoke_cli, run_cli, write_deployment
 from fixture_cases import valid_units
 from golden_files import assert_golden, catalogue
 from hypothesis import HealthCheck, given, settings
@@ -114,12 +114,33 @@ def test_the_export_is_the_same_bytes_in_every_process(tmp_path):
     outputs = []
     for seed in ("1", "2"):
         out = tmp_path / seed
-        done = subprocess.run([str(REPO_ROOT / ".venv" / "bin" / "agentperm"), "export", "cedar", "fixtures/agency",
+        done = subprocess.run([str(AGENTPERM), "export", "cedar", "fixtures/agency",
                                "--output", str(out)], cwd=REPO_ROOT, capture_output=True, text=True, check=False,
                               env={**os.environ, "PYTHONHASHSEED": seed})
         assert done.returncode == 0, done.stderr
         outputs.append({f: (out / f).read_text(encoding="utf-8") for f in cedar.FILES})
     assert outputs[0] == outputs[1] == fixture("agency")[1].files()
+
+
+def test_a_tool_server_with_the_files_alone_decides_alike(tmp_path):
+    """What README's Enforcing with Cedar tells a tool server: the three files, cedarpy, request_for
+    (its lengths read from entities.json). The same answers as decide on the agency's sweep."""
+    deployment, _, _, decider = fixture("agency")
+    code, _, err = run_cli("export", "cedar", "fixtures/agency", "--output", str(tmp_path))
+    assert code == 0, err
+    entities_text = (tmp_path / "entities.json").read_text(encoding="utf-8")
+    schema = cedarpy.Schema.from_str((tmp_path / "schema.cedarschema").read_text(encoding="utf-8"))
+    policies = cedarpy.PolicySet.from_str((tmp_path / "policies.cedar").read_text(encoding="utf-8"))
+    entities = cedarpy.Entities.from_json_str(entities_text, schema)
+    lengths = cedar.lengths_from_entities(json.loads(entities_text))
+    bodies = [p.body for p in universe("agency").sweep if native(deployment, decider, p.body) is not None]
+    requests = []
+    for body in bodies:
+        principal, action, resource, context = cedar.request_for(body, lengths)
+        requests.append({"principal": principal, "action": action, "resource": resource, "context": context})
+    results = cedarpy.is_authorized_batch(requests, policies, entities)
+    assert [r.allowed for r in results] == [native(deployment, decider, b) for b in bodies]
+    assert any(r.allowed for r in results) and not all(r.allowed for r in results)
 
 
 def test_requests_validate_against_the_schema():
