@@ -719,12 +719,17 @@ class Export:
     """The Cedar form of one deployment (see the module docstring)."""
 
     schema: str
-    policies: str
+    blocks: tuple[tuple[str | None, str], ...]  # the policy set, policy by policy, each with its role scope
     entities: list[dict]
     gaps: list[Gap]
     suffix_lengths: tuple[int, ...]
     prefix_lengths: tuple[int, ...]
     labels: dict[str, model.Permission]  # a policy's @id → the grant, deny or guardrail it encodes
+
+    @property
+    def policies(self) -> str:
+        """policies.cedar: every block, in order."""
+        return "\n".join(text for _, text in self.blocks)
 
     @property
     def entities_json(self) -> str:
@@ -776,17 +781,18 @@ class _Exporter:
         self.labels: dict[str, model.Permission] = {}
 
     # ---- policies -----------------------------------------------------------------------------------
-    def policies(self) -> str:
-        blocks = [_HEADER, self._structure()]
+    def policies(self) -> tuple[tuple[str | None, str], ...]:
+        """Each policy's text (or a comment), with the role its principal scope names (None: any principal)."""
+        blocks: list[tuple[str | None, str]] = [(None, _HEADER), (None, self._structure())]
         for tool, op in self.d.all_operations():
             if op.params:
-                blocks.append(self._param_types(tool, op))
+                blocks.append((None, self._param_types(tool, op)))
         for role in self.d.roles.values():
             for perm in (*role.grants, *role.denies):
-                blocks.extend(self._permission(perm))
+                blocks.extend((role.id, text) for text in self._permission(perm))
         for perm in self.d.guardrails:
-            blocks.extend(self._permission(perm))
-        return "\n".join(blocks)
+            blocks.extend((None, text) for text in self._permission(perm))
+        return tuple(blocks)
 
     def _structure(self) -> str:
         tool_id = attr(TOOL, "id")
@@ -1118,8 +1124,8 @@ def _top_conjuncts(expr: Ced) -> list[Ced]:
 def export(deployment: model.Deployment) -> Export:
     """The Cedar schema, policies and entities of a deployment, and what could not be translated."""
     exporter = _Exporter(deployment)
-    policies = exporter.policies()  # first: the conditions fill the registry the entities carry
-    return Export(schema=exporter.schema(), policies=policies, entities=exporter.entities(), gaps=exporter.gaps,
+    blocks = exporter.policies()  # first: the conditions fill the registry the entities carry
+    return Export(schema=exporter.schema(), blocks=blocks, entities=exporter.entities(), gaps=exporter.gaps,
                   suffix_lengths=tuple(sorted(exporter.registry.suffix_lengths)),
                   prefix_lengths=tuple(sorted(exporter.registry.prefix_lengths)), labels=exporter.labels)
 
@@ -1204,7 +1210,15 @@ class CedarAnswer:
 
 
 class CedarEngine:
-    """Calls decided by cedarpy on a deployment's export (policies and entities parsed once)."""
+    """Calls decided by cedarpy on a deployment's export (policies and entities parsed once).
+
+    Cedar evaluates every policy of the set it is given, so each request gets only the policies that
+    can apply to its principal: those without a role in their principal scope, and those of the roles
+    the principal's entity has as parents (Cedar's policy slicing). The rest have a scope `principal
+    in Role::"R"` that the principal does not meet, so they are neither satisfied nor evaluated: the
+    answer, its determining policies and its errors are those of the whole set (the tests check it
+    against the whole set too). A slice is parsed once per set of roles.
+    """
 
     BATCH = 2_000
 
@@ -1213,12 +1227,35 @@ class CedarEngine:
 
         self.export = exported
         self._cedarpy = cedarpy
-        self.policy_set = cedarpy.PolicySet.from_str(exported.policies)
         self.entities = cedarpy.Entities.from_json_str(exported.entities_json)
+        self._base = cedarpy.PolicySet.from_str("\n".join(t for role, t in exported.blocks if role is None))
+        by_role: dict[str, list[str]] = {}
+        for role, text in exported.blocks:
+            if role is not None:
+                by_role.setdefault(role, []).append(text)
+        self._fragments = {role: "\n".join(texts) for role, texts in by_role.items()}
+        self._roles_of = {e["uid"]["id"]: tuple(sorted({p["id"] for p in e["parents"] if p["type"] == "Role"}
+                                                       & set(self._fragments)))
+                          for e in exported.entities if e["uid"]["type"] == "Agent"}
+        self._slices: dict[tuple[str, ...], Any] = {(): self._base}
+        self._whole = None
 
     @classmethod
     def of(cls, deployment: model.Deployment) -> CedarEngine:
         return cls(export(deployment))
+
+    @property
+    def policy_set(self):
+        """The whole policy set (policies.cedar), parsed on first use."""
+        if self._whole is None:
+            self._whole = self._cedarpy.PolicySet.from_str(self.export.policies)
+        return self._whole
+
+    def _slice(self, roles: tuple[str, ...]):
+        found = self._slices.get(roles)
+        if found is None:
+            found = self._slices[roles] = self._base.with_added_str("\n".join(self._fragments[r] for r in roles))
+        return found
 
     def cedar_request(self, call: Mapping) -> dict:
         principal, action, resource, context = request_for(call, self.export)
@@ -1228,16 +1265,23 @@ class CedarEngine:
         return self.decide_many([call])[0]
 
     def decide_many(self, calls: Sequence[Mapping]) -> list[CedarAnswer]:
-        """Answers for well-formed calls, in order (batched through is_authorized_batch)."""
-        answers: list[CedarAnswer] = []
-        for start in range(0, len(calls), self.BATCH):
-            requests = [self.cedar_request(c) for c in calls[start:start + self.BATCH]]
-            answers.extend(self.answer(r) for r in self._cedarpy.is_authorized_batch(
-                requests, self.policy_set, self.entities))
-        return answers
+        """Answers for well-formed calls, in order (batched through is_authorized_batch, slice by slice)."""
+        requests = [self.cedar_request(c) for c in calls]
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for index, request in enumerate(requests):
+            groups.setdefault(self._roles_of.get(request["principal"]["id"], ()), []).append(index)
+        answers: list[CedarAnswer | None] = [None] * len(requests)
+        for roles, indices in groups.items():
+            policies = self._slice(roles)
+            for start in range(0, len(indices), self.BATCH):
+                chunk = indices[start:start + self.BATCH]
+                results = self._cedarpy.is_authorized_batch([requests[i] for i in chunk], policies, self.entities)
+                for index, result in zip(chunk, results, strict=True):
+                    answers[index] = self.answer(result)
+        return answers  # type: ignore[return-value]
 
     def authorize(self, requests: list[dict]) -> list:
-        """cedarpy's raw results for requests already built (for the benchmark)."""
+        """cedarpy's raw results on the whole policy set, for requests already built (the benchmark's)."""
         return self._cedarpy.is_authorized_batch(requests, self.policy_set, self.entities)
 
     @staticmethod

@@ -164,6 +164,17 @@ def test_every_fixture_agrees_on_the_sweep_and_the_witnesses(name):
     assert_agree(deployment, exported, engine, decider, bodies)
 
 
+@pytest.mark.parametrize("name", ["agency", "flawed-agency", "hostile-names", "rules/delegation-escalation/firing"])
+def test_the_engines_slices_answer_as_the_whole_policy_set(name):
+    """CedarEngine hands each request the policies its principal's roles can meet: the same decisions and
+    the same determining policies as policies.cedar whole."""
+    deployment, _, engine, decider = fixture(name)
+    bodies = [p.body for p in universe(name).sweep if native(deployment, decider, p.body) is not None]
+    whole = [engine.answer(r) for r in engine.authorize([engine.cedar_request(b) for b in bodies])]
+    assert engine.decide_many(bodies) == whole
+    assert len(engine._slices) > 1
+
+
 @pytest.mark.parametrize("name", sorted(UNITS))
 def test_the_fuzzer_finds_no_disagreement_on_any_fixture(name):
     """Every family of the fuzzer (in-policy, cross-tenant, chain, scope, fields, approval, ids, params,
@@ -456,7 +467,8 @@ def test_the_differential_check_catches_a_broken_export(clause, family):
     Cedar allows and decide refuses."""
     deployment, exported, _, _ = fixture("agency")
     assert clause in exported.policies
-    engine = cedar.CedarEngine(cedar.Export(**{**exported.__dict__, "policies": exported.policies.replace(clause, "")}))
+    blocks = tuple((role, text.replace(clause, "")) for role, text in exported.blocks)
+    engine = cedar.CedarEngine(cedar.Export(**{**exported.__dict__, "blocks": blocks}))
 
     def broken(request):
         parse_request(request, deployment)
