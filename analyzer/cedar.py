@@ -808,12 +808,13 @@ class _Exporter:
             return disj(listed("static"), conj(rel(TENANT, "==", home), listed("per_workflow")))
 
         covered = disj(method(PRINCIPAL, "hasTag", tool_id), has(PRINCIPAL, "every_tool"))
-        credential = conj(covered, disj(
-            rel(reach_kind, "==", string("every")),
-            conj(rel(reach_kind, "==", string("home")), rel(TENANT, "==", home)),
-            conj(rel(reach_kind, "==", string("listed")),
-                 disj(conj(method(PRINCIPAL, "hasTag", tool_id), reaches(principal_tag)),
-                      conj(has(PRINCIPAL, "every_tool"), reaches(every))))))
+        listed = rel(reach_kind, "==", string("listed"))
+        ways = [rel(reach_kind, "==", string("every")),  # one alternative per line
+                conj(rel(reach_kind, "==", string("home")), rel(TENANT, "==", home)),
+                conj(listed, method(PRINCIPAL, "hasTag", tool_id), reaches(principal_tag)),
+                conj(listed, has(PRINCIPAL, "every_tool"), reaches(every))]
+        reached = Ced("(" + "\n     || ".join(_wrap(w, _OR) for w in ways) + ")")
+        credential = [covered, reached]
         parts = [
             ("the ids name definitions of the deployment",
              [rel(WORKFLOW, "in", DEPLOYMENT), rel(TENANT, "in", DEPLOYMENT), rel(RESOURCE, "in", DEPLOYMENT),
@@ -830,7 +831,7 @@ class _Exporter:
               attr(CONTEXT, "fields_distinct"), method(attr(RESOURCE, "fields"), "containsAll", FIELDS),
               rel(attr(CONTEXT, "param_names"), "==", attr(RESOURCE, "param_names"))]),
             ("5. credential: the acting agent holds one covering the tool whose reach holds the tenant",
-             [credential]),
+             credential),
         ]
         lines = [f'@id("{STRUCTURE_ID}")', "forbid (principal, action, resource)", "unless {"]
         first = True
