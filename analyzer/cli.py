@@ -344,9 +344,9 @@ def schema():
 
 
 # the commands kept in modules of their own, each exporting COMMANDS; they import only analyzer.cli_common
-from analyzer import cli_audit, cli_decide, cli_harness, cli_import
+from analyzer import cli_audit, cli_decide, cli_export, cli_harness, cli_import
 
-for _module in (cli_harness, cli_audit, cli_decide, cli_import):
+for _module in (cli_harness, cli_audit, cli_decide, cli_import, cli_export):
     for _command in _module.COMMANDS:
         main.add_command(_command)
 

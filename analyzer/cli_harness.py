@@ -124,8 +124,11 @@ def replay(directory, target, timeout):
 @click.option("--format", "fmt", type=click.Choice(["text", "junit"]), default="text", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write to this file instead of stdout.")
 @click.option("--min-coverage", help="Fail below this percentage of grants, denies and guardrails covered.")
-def test_command(path, pattern, target, timeout, fmt, output, min_coverage):
-    """Run decision test suites against decide (and an endpoint); exit 1 on a failed case or low coverage."""
+@click.option("--engine", type=click.Choice(["native", "cedar"]), default="native", show_default=True,
+              help="Who decides the cases: analyzer.decide, or cedarpy on the deployment's Cedar export "
+                   "(then a case's `reason`, decide's words, is not checked).")
+def test_command(path, pattern, target, timeout, fmt, output, min_coverage, engine):
+    """Run decision test suites against decide (or Cedar) and an endpoint; exit 1 on a failed case or low coverage."""
     from analyzer import suites
     from analyzer.harness.targets import TargetError
 
@@ -146,7 +149,7 @@ def test_command(path, pattern, target, timeout, fmt, output, min_coverage):
     if target:
         _default_reference_deployment(path)
     try:
-        result = suites.run(deployment, cases, target, timeout)
+        result = suites.run(deployment, cases, target, timeout, engine)
     except TargetError as exc:
         raise click.UsageError(str(exc)) from None
     _emit(suites.render_junit(result) if fmt == "junit" else suites.render_text(result), output)

@@ -13,6 +13,10 @@ A suite is a YAML file holding a list of cases, or a mapping with ``cases:`` (an
 ``call`` has the shape of the decision API (FORMAT §7). A case passes when the decision
 function agrees with ``expect`` (and its reason contains ``reason``) and, with a target, when
 the endpoint agrees too (``200 allow: true`` for allow; ``allow: false`` or a 4xx for deny).
+With ``engine="cedar"`` the decisions are cedarpy's on the deployment's Cedar export
+(analyzer.cedar) instead of analyzer.decide's; ``reason`` is then not checked (it quotes
+decide's words), and a case covers every grant, deny or guardrail among Cedar's determining
+policies.
 
 Suites live beside the deployment, not in it: a deployment directory merges every ``*.yaml``
 below it, so ``agentperm test fixtures/agency`` reads ``fixtures/agency.tests/*.yaml`` (for a
@@ -68,6 +72,7 @@ class SuiteResult:
     rules: list[model.Permission]
     covered: set[int]  # id() of the rules that decided some case
     target: str | None = None
+    engine: str = "native"
 
     @property
     def failed(self) -> list[Outcome]:
@@ -158,11 +163,13 @@ def deciding_rules(deployment: model.Deployment) -> list[model.Permission]:
     return sorted(rules, key=lambda p: p.loc)
 
 
-def run(deployment: model.Deployment, cases: list[Case], target=None, timeout: float = 5.0) -> SuiteResult:
-    """Each case against decide and, when given, a target (URL, module:function or callable)."""
+def run(deployment: model.Deployment, cases: list[Case], target=None, timeout: float = 5.0,
+        engine: str = "native") -> SuiteResult:
+    """Each case against decide (or, engine "cedar", Cedar on the export) and, when given, a target
+    (URL, module:function or callable)."""
     import json
 
-    decider = Decider(deployment)
+    decide = _cedar_decide(deployment) if engine == "cedar" else _native(Decider(deployment).decide)
     rules = deciding_rules(deployment)
     covered: set[int] = set()
     endpoint = None
@@ -174,19 +181,19 @@ def run(deployment: model.Deployment, cases: list[Case], target=None, timeout: f
     try:
         for case in cases:
             try:
-                decision = decider.decide(parse_request(case.call, deployment))
-                reason = decision.reason
+                call = parse_request(case.call, deployment)
             except MalformedCall as exc:
-                decision, reason = None, f"malformed: {exc}"
+                decision, reason, deciding = None, f"malformed: {exc}", ()
+            else:
+                decision, deciding = decide(call, case.call)
+                reason = decision.reason
             outcome = Outcome(case, decision, reason)
             allowed = decision is not None and decision.allow
-            if decision is not None:
-                rule = decision.grant if decision.allow else decision.deny
-                if rule is not None:
-                    covered.add(id(rule))
+            covered.update(id(rule) for rule in deciding)
+            said = "decide" if engine == "native" else engine
             if allowed != (case.expect == "allow"):
-                outcome.problems.append(f"decide: {'allow' if allowed else 'deny'} ({reason}), expected {case.expect}")
-            elif case.reason and case.reason not in reason:
+                outcome.problems.append(f"{said}: {'allow' if allowed else 'deny'} ({reason}), expected {case.expect}")
+            elif case.reason and engine == "native" and case.reason not in reason:
                 outcome.problems.append(f"decide: the reason {reason!r} does not contain {case.reason!r}")
             if endpoint is not None:
                 observed = endpoint.send(json.dumps(case.call, ensure_ascii=False).encode("utf-8"), case.call)
@@ -198,7 +205,32 @@ def run(deployment: model.Deployment, cases: list[Case], target=None, timeout: f
     finally:
         if endpoint is not None:
             endpoint.close()
-    return SuiteResult(deployment, outcomes, rules, covered, endpoint.label if endpoint else None)
+    return SuiteResult(deployment, outcomes, rules, covered, endpoint.label if endpoint else None, engine)
+
+
+def _native(decide):
+    def run(call, _body):
+        decision = decide(call)
+        rule = decision.grant if decision.allow else decision.deny
+        return decision, (rule,) if rule is not None else ()
+    return run
+
+
+def _cedar_decide(deployment: model.Deployment):
+    """decide(call, body) → (Decision, the rules that decided it), through cedarpy on the export."""
+    from analyzer.cedar import CedarEngine
+
+    engine = CedarEngine.of(deployment)
+    labels = engine.export.labels
+
+    def run(_call, body):
+        answer = engine.decide(body)
+        rules = tuple(dict.fromkeys(labels[p] for p in answer.policies if p in labels))
+        decision = Decision(answer.allow, answer.reason,
+                            grant=next((r for r in rules if r.kind == "grant"), None) if answer.allow else None,
+                            deny=None if answer.allow else next(iter(rules), None))
+        return decision, rules
+    return run
 
 
 def _endpoint_answer(observed) -> str | None:
@@ -238,7 +270,8 @@ def render_text(result: SuiteResult) -> str:
         else:
             lines.append(f"FAIL {case.name} ({where})")
             lines.extend(f"  {problem}" for problem in outcome.problems)
-    against = "decide" + (f" and {result.target}" if result.target else "")
+    against = ("decide" if result.engine == "native" else f"{result.engine} (reasons not checked)") + (
+        f" and {result.target}" if result.target else "")
     passed = len(result.outcomes) - len(result.failed)
     lines.append(f"{passed}/{len(result.outcomes)} case(s) passed against {against}")
     lines.append(f"coverage: {len(result.covered)}/{len(result.rules)} rules decided at least one case "
