@@ -435,7 +435,9 @@ class Universe:
 
     def _placeholder(self) -> dict:
         wf = next(iter(sorted(self.d.workflows)), "workflow")
-        return {"workflow": wf, "chain": ["agent"], "tool": "tool", "operation": "operation", "tenant": "tenant"}
+        # every key a family edits, as the seeds from routes have them (a deployment with no route)
+        return {"workflow": wf, "chain": ["agent"], "tool": "tool", "operation": "operation", "tenant": "tenant",
+                "fields": [], "params": {}, "approval": None}
 
     # ---- strategies ---------------------------------------------------------------------------------
     def choose(self, draw, items):

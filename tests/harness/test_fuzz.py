@@ -393,3 +393,26 @@ def test_an_independently_written_correct_endpoint_passes(agency, universe):
             assert "non-json" in result.examples
     finally:
         server.shutdown()
+
+
+def test_every_family_runs_on_a_deployment_with_no_route():
+    """With no workflow there is no call to mutate: the families start from a placeholder seed
+    carrying every key they edit (a KeyError here once stopped the fields family)."""
+    from conftest import build_deployment
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    deployment = build_deployment(tenants=["acme"], workflows={})
+    universe = Universe(deployment, solver=False, witnesses=False)
+    assert not universe.sweep
+    drawn = set()
+
+    @given(st.data())
+    @settings(max_examples=10, deadline=None)
+    def every_family(data):
+        for name in strategies.families(http=True):
+            probe = data.draw(strategies.family(universe, name))
+            assert isinstance(probe, Probe)
+            drawn.add(name)
+    every_family()
+    assert drawn == set(strategies.families(http=True))
