@@ -80,7 +80,7 @@ class _Tables:
 
     def role(self, role_id: str) -> tuple[dict, dict, frozenset]:
         """One role's grants by (tool id, operation id) → [tool, operation, grants...], its keys by
-        tool id, and the keys the approval invariant can learn from (see :meth:`ungated_relevant`)."""
+        tool id, and the keys the approval invariant can learn from (see :class:`Interest`)."""
         found = self._roles.get(role_id)
         if found is None:
             d = self.d
@@ -196,13 +196,6 @@ class _Tables:
                 op.high_risk_when is not None and declared != "high" and risk.needs_approval("high", policy))
             self._needs[id(op)] = found
         return found
-
-    def ungated_relevant(self, op: model.Operation, grants: tuple) -> bool:
-        """Whether the approval invariant can find anything here (see :class:`Interest`)."""
-        if not self.may_need_approval(op):
-            return False
-        unreal = self.unreal
-        return any(g.approval is None or g.approval in unreal for g in grants)
 
 
 def tables(d: model.Deployment) -> _Tables:

@@ -243,24 +243,8 @@ class Alt:
         return self.const is not _NONE
 
 
-def _kind(value) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "double"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list | tuple):
-        return "list"
-    return "map"
-
-
 def _const(value, guard: Ced = TRUE) -> Alt:
-    kind = _kind(value)
+    kind = conditions.kind_of(value)
     expr = None
     if kind == "bool":
         expr = TRUE if value else FALSE
@@ -426,7 +410,7 @@ class Translator:
                 value = conditions.evaluate(node, {"call": {}, "params": {}, "fields": [], "tenant": env})
             except Exception:  # noqa: BLE001, S112 - the evaluator's error, or one it did not foresee: an error either way
                 continue
-            kind = _kind(value)
+            kind = conditions.kind_of(value)
             if kind not in TAG or (kind == "int" and not INT64_MIN <= value <= INT64_MAX):
                 return (f"{text} is {'an int beyond 64 bits' if kind == 'int' else 'a ' + kind} for tenant "
                         f"{tenant_id}: Cedar holds no such value")
@@ -435,7 +419,7 @@ class Translator:
             values[tenant_id] = value
         record = attr(DERIVED, name)
         alts = []
-        for kind in sorted({_kind(v) for v in values.values()}):
+        for kind in sorted({conditions.kind_of(v) for v in values.values()}):
             guard = conj(has(DERIVED, name), has(record, TAG[kind]))
             lengths = frozenset(len(v) for v in values.values() if isinstance(v, str)) if kind == "string" else None
             alts.append(Alt(kind, guard, None if kind == "null" else attr(record, TAG[kind]),
@@ -965,7 +949,7 @@ class _Exporter:
             for name, values in sorted(self.registry.derived.items()):
                 if tenant.id in values:
                     value = values[tenant.id]
-                    kind = _kind(value)
+                    kind = conditions.kind_of(value)
                     derived[name] = {TAG[kind]: True if kind == "null" else value}
             out.append({"uid": _uid("Tenant", tenant.id), "parents": [root], "attrs": {
                 "id": tenant.id, "served_by": _refs("Agent", served[tenant.id]),

@@ -753,6 +753,9 @@ def _kind(value) -> str:
     raise CelEvalError(f"unsupported value of Python type {type(value).__name__}")
 
 
+kind_of = _kind  # the CEL kind of a value ("int", "string", ...), as analyzer.cedar types its operands
+
+
 def _describe(value) -> str:
     try:
         return _kind(value)

@@ -457,13 +457,10 @@ class Prover:
             return InvariantResult(rule.id, "unknown", reason=unknowns[0] + more), []
         return InvariantResult(rule.id, "proved"), []
 
-    def tenant_causes(self, case: Case) -> tuple[tuple, ...]:
-        """What lets a call reach a tenant other than the workflow's: the tool itself when it keeps
-        one store or trusts the prompt, else each credential of the agent that reaches the tenant."""
-        return tuple(cause for cause, _ in self.tenant_causes_of(case, (case.tenant,)))
-
     def tenant_causes_of(self, case: Case, tenants: tuple[str, ...]) -> list[tuple[tuple, tuple[str, ...]]]:
-        """:meth:`tenant_causes` of each of ``tenants`` at once: (cause, the tenants it reaches),
+        """What lets a call reach each of ``tenants`` (others than the workflow's): the tool itself
+        when it keeps one store or trusts the prompt, else each credential of the agent that
+        reaches the tenant. As (cause, the tenants it reaches),
         causes in the agent's order of credentials, tenants in the given order."""
         tool = case.tool
         if tool.tenancy == "shared" or tool.enforced_by == "prompt":

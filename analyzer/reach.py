@@ -21,19 +21,6 @@ def reach_of(deployment: model.Deployment, credential: model.Credential, tool: m
     return listed
 
 
-def reaches(deployment: model.Deployment, credential: model.Credential, tool: model.Tool,
-            workflow: model.Workflow, tenant: str) -> bool:
-    """Whether ``tenant in reach_of(...)``, without building the set (the prover asks this per case)."""
-    home = workflow.tenant
-    if tool.tenancy == "none":
-        return tenant == home
-    if tool.tenancy == "shared" or tool.enforced_by == "prompt":
-        return tenant in deployment.tenants
-    if credential.issued == "per-workflow" and tenant != home:
-        return False
-    return tenant in deployment.tenants if credential.tenants == model.STAR else tenant in credential.tenants
-
-
 def reach_reason(credential: model.Credential, tool: model.Tool) -> str:
     """Why the reach is what it is, in words."""
     if tool.tenancy == "none":

@@ -37,6 +37,7 @@ if HERE not in sys.path:
 
 import bench_check  # the code snapshot helpers
 import messy
+from run import _hwm_mb, _reset_hwm  # peak RSS of the check, as run.py measures its own
 
 SIZES = {"S": 10, "M": 100, "L": 1000, "XL": 10000}
 DEFAULT_SIZES = "S,M,L"
@@ -51,25 +52,6 @@ XL_PEAK_MB = 8192.0
 
 
 # ---- worker side (a fresh interpreter) ----------------------------------------------------------
-
-def _hwm_mb() -> float:
-    try:
-        with open("/proc/self/status", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return bench_check._peak_mb()
-
-
-def _reset_hwm() -> None:
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
-            handle.write("5")
-    except OSError:
-        pass
-
 
 def worker(directory: str, out: str, classes: str | None) -> None:
     import importlib
@@ -216,12 +198,19 @@ def verdicts(rows: list[dict], asked: list[str]) -> list[str]:
     def mark(ok: bool) -> str:
         return "PASS" if ok else "FAIL"
 
-    row = by.get("L")
-    if row is None:
-        lines.append("messy L: not run (add --sizes ...,L)")
-    elif "error" in row["check"]:
-        lines.append(f"messy L: FAIL ({row['check']['error']})")
-    else:
+    def measured(size: str) -> dict | None:
+        """The size's row when its check ran; else a line saying why not."""
+        row = by.get(size)
+        if row is None:
+            lines.append(f"messy {size}: not run (add --sizes ...,{size})")
+        elif "error" in row["check"]:
+            lines.append(f"messy {size}: FAIL ({row['check']['error']})")
+        else:
+            return row
+        return None
+
+    row = measured("L")
+    if row is not None:
         check = row["check"]
         ratio = check["s"] / row["json_s"]
         lines.append(f"messy L check under {L_CHECK_S:.0f} s: {mark(check['s'] < L_CHECK_S)} "
@@ -237,12 +226,8 @@ def verdicts(rows: list[dict], asked: list[str]) -> list[str]:
                          f"streamed classes; {row['findings']} findings in all)")
         if check["s"] > 1.2 * check["cpu_s"]:
             lines.append("note: wall time ran more than 20% ahead of CPU time: other processes shared the CPUs")
-    row = by.get("XL")
-    if row is None:
-        lines.append("messy XL: not run (add --sizes ...,XL)")
-    elif "error" in row["check"]:
-        lines.append(f"messy XL: FAIL ({row['check']['error']})")
-    else:
+    row = measured("XL")
+    if row is not None:
         check = row["check"]
         lines.append(f"messy XL check under {XL_CHECK_S:.0f} s and {XL_PEAK_MB / 1024:.0f} GB: "
                      f"{mark(check['s'] < XL_CHECK_S and check['peak_mb'] < XL_PEAK_MB)} "
